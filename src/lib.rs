@@ -1,1 +1,17 @@
-pub fn placeholder_lib() {}
+//! hostgate: admission control for Windows HostProcess pods.
+//!
+//! Start with [`engine::evaluate`]: it takes a [`policy::PolicySet`], a [`pod::PodView`] and an
+//! [`engine::EvalContext`], and returns a [`decision::Decision`]. [`object::Workload`] reads Pods
+//! and workload templates; [`policy::load`] reads policies; [`manifest`] reads YAML and JSON
+//! safely. The webhook, `hostgate check` and the node agent are thin layers over these.
+
+#![forbid(unsafe_code)]
+
+pub mod decision;
+pub mod engine;
+pub mod manifest;
+pub mod object;
+pub mod pod;
+pub mod policy;
+pub mod quantity;
+pub mod rules;

@@ -1,1 +1,4 @@
+//! hostgate node agent: runs approved Windows HostProcess containers as job objects
+//! (cgroups on Linux).
 
+pub mod job;

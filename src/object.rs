@@ -1,0 +1,349 @@
+//! The objects hostgate judges: Pods, and the pod templates of workload controllers.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use crate::manifest::{self, FieldError};
+use crate::pod::{PodView, SpecPath};
+
+/// A kind hostgate judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `v1 Pod`
+    Pod,
+    /// `apps/v1 Deployment`
+    Deployment,
+    /// `apps/v1 DaemonSet`
+    DaemonSet,
+    /// `apps/v1 StatefulSet`
+    StatefulSet,
+    /// `apps/v1 ReplicaSet`
+    ReplicaSet,
+    /// `v1 ReplicationController`
+    ReplicationController,
+    /// `batch/v1 Job`
+    Job,
+    /// `batch/v1 CronJob`
+    CronJob,
+}
+
+impl Kind {
+    /// Every judged kind.
+    pub const ALL: [Kind; 8] = [
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::DaemonSet,
+        Kind::StatefulSet,
+        Kind::ReplicaSet,
+        Kind::ReplicationController,
+        Kind::Job,
+        Kind::CronJob,
+    ];
+
+    /// The kind's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+        }
+    }
+
+    /// The `apiVersion` the kind is served at.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Pod | Kind::ReplicationController => "v1",
+            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet | Kind::ReplicaSet => "apps/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
+        }
+    }
+
+    /// The API group (empty for core).
+    pub fn group(self) -> &'static str {
+        match self.api_version().split_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+
+    /// Looks a kind up by name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Where the pod spec sits in objects of this kind.
+    pub fn spec_path(self) -> SpecPath {
+        match self {
+            Kind::Pod => SpecPath::POD,
+            Kind::CronJob => SpecPath::CRON_TEMPLATE,
+            _ => SpecPath::TEMPLATE,
+        }
+    }
+}
+
+/// A judged object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// A Pod.
+    Pod(Box<Pod>),
+    /// A Deployment.
+    Deployment(Box<Deployment>),
+    /// A DaemonSet.
+    DaemonSet(Box<DaemonSet>),
+    /// A StatefulSet.
+    StatefulSet(Box<StatefulSet>),
+    /// A ReplicaSet.
+    ReplicaSet(Box<ReplicaSet>),
+    /// A ReplicationController.
+    ReplicationController(Box<ReplicationController>),
+    /// A Job.
+    Job(Box<Job>),
+    /// A CronJob.
+    CronJob(Box<CronJob>),
+}
+
+/// Why an object could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// Not a mapping with `apiVersion` and `kind`.
+    #[error("not a Kubernetes object: {0}")]
+    NotAnObject(String),
+    /// A judged kind at a version the apiserver does not serve.
+    #[error("apiVersion: {found:?} is not served for kind {kind} (expected {expected:?})")]
+    WrongApiVersion {
+        /// The kind.
+        kind: &'static str,
+        /// What the object says.
+        found: String,
+        /// What the apiserver serves.
+        expected: &'static str,
+    },
+    /// A field of the wrong type.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The object has no pod spec to judge.
+    #[error("{0}: Required value: a pod spec is required")]
+    MissingSpec(&'static str),
+}
+
+/// `apiVersion` and `kind` of a document, if it has them.
+pub fn type_of(value: &Value) -> Option<(&str, &str)> {
+    let obj = value.as_object()?;
+    Some((obj.get("apiVersion")?.as_str()?, obj.get("kind")?.as_str()?))
+}
+
+impl Workload {
+    /// Reads a document. `Ok(None)` for kinds hostgate does not judge.
+    pub fn from_value(value: Value) -> Result<Option<Workload>, ObjectError> {
+        let Some((api_version, kind_name)) = type_of(&value) else {
+            return Err(ObjectError::NotAnObject(
+                "apiVersion and kind must be strings".to_owned(),
+            ));
+        };
+        let Some(kind) = Kind::from_name(kind_name) else {
+            return Ok(None);
+        };
+        if api_version != kind.api_version() {
+            return Err(ObjectError::WrongApiVersion {
+                kind: kind.name(),
+                found: api_version.to_owned(),
+                expected: kind.api_version(),
+            });
+        }
+        let w = match kind {
+            Kind::Pod => Workload::Pod(manifest::from_value(value)?),
+            Kind::Deployment => Workload::Deployment(manifest::from_value(value)?),
+            Kind::DaemonSet => Workload::DaemonSet(manifest::from_value(value)?),
+            Kind::StatefulSet => Workload::StatefulSet(manifest::from_value(value)?),
+            Kind::ReplicaSet => Workload::ReplicaSet(manifest::from_value(value)?),
+            Kind::ReplicationController => {
+                Workload::ReplicationController(manifest::from_value(value)?)
+            }
+            Kind::Job => Workload::Job(manifest::from_value(value)?),
+            Kind::CronJob => Workload::CronJob(manifest::from_value(value)?),
+        };
+        if w.pod().is_none() {
+            return Err(ObjectError::MissingSpec(match kind {
+                Kind::Pod => "spec",
+                Kind::CronJob => "spec.jobTemplate.spec.template.spec",
+                _ => "spec.template.spec",
+            }));
+        }
+        Ok(Some(w))
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Workload::Pod(_) => Kind::Pod,
+            Workload::Deployment(_) => Kind::Deployment,
+            Workload::DaemonSet(_) => Kind::DaemonSet,
+            Workload::StatefulSet(_) => Kind::StatefulSet,
+            Workload::ReplicaSet(_) => Kind::ReplicaSet,
+            Workload::ReplicationController(_) => Kind::ReplicationController,
+            Workload::Job(_) => Kind::Job,
+            Workload::CronJob(_) => Kind::CronJob,
+        }
+    }
+
+    /// The object's own metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Workload::Pod(o) => &o.metadata,
+            Workload::Deployment(o) => &o.metadata,
+            Workload::DaemonSet(o) => &o.metadata,
+            Workload::StatefulSet(o) => &o.metadata,
+            Workload::ReplicaSet(o) => &o.metadata,
+            Workload::ReplicationController(o) => &o.metadata,
+            Workload::Job(o) => &o.metadata,
+            Workload::CronJob(o) => &o.metadata,
+        }
+    }
+
+    /// `metadata.name` (or `generateName`), for messages.
+    pub fn name(&self) -> &str {
+        let m = self.metadata();
+        m.name
+            .as_deref()
+            .or(m.generate_name.as_deref())
+            .unwrap_or("")
+    }
+
+    /// `metadata.namespace`, if set.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata().namespace.as_deref()
+    }
+
+    /// The pod spec to judge, with its metadata and path.
+    pub fn pod(&self) -> Option<PodView<'_>> {
+        fn template(t: Option<&PodTemplateSpec>, path: SpecPath) -> Option<PodView<'_>> {
+            let t = t?;
+            Some(PodView::new(t.spec.as_ref()?, t.metadata.as_ref(), path))
+        }
+        match self {
+            Workload::Pod(p) => Some(PodView::new(
+                p.spec.as_ref()?,
+                Some(&p.metadata),
+                SpecPath::POD,
+            )),
+            Workload::Deployment(o) => {
+                template(o.spec.as_ref().map(|s| &s.template), SpecPath::TEMPLATE)
+            }
+            Workload::DaemonSet(o) => {
+                template(o.spec.as_ref().map(|s| &s.template), SpecPath::TEMPLATE)
+            }
+            Workload::StatefulSet(o) => {
+                template(o.spec.as_ref().map(|s| &s.template), SpecPath::TEMPLATE)
+            }
+            Workload::ReplicaSet(o) => template(
+                o.spec.as_ref().and_then(|s| s.template.as_ref()),
+                SpecPath::TEMPLATE,
+            ),
+            Workload::ReplicationController(o) => template(
+                o.spec.as_ref().and_then(|s| s.template.as_ref()),
+                SpecPath::TEMPLATE,
+            ),
+            Workload::Job(o) => template(o.spec.as_ref().map(|s| &s.template), SpecPath::TEMPLATE),
+            Workload::CronJob(o) => template(
+                o.spec.job_template.spec.as_ref().map(|s| &s.template),
+                SpecPath::CRON_TEMPLATE,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_every_kind_with_its_template_path() {
+        let template = json!({"spec": {"containers": [{"name": "a"}]}});
+        let cases = [
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "a"}]}}),
+                "spec",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"selector": {}, "template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "spec": {"selector": {}, "template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "spec": {"selector": {}, "template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "spec": {"selector": {}, "template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "ReplicationController", "spec": {"template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": template}}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}),
+                "spec.jobTemplate.spec.template.spec",
+            ),
+        ];
+        for (value, path) in cases {
+            let w = Workload::from_value(value).expect("reads").expect("judged");
+            let view = w.pod().expect("has a pod spec");
+            assert_eq!(view.path.0, path, "{:?}", w.kind());
+            assert_eq!(view.spec.containers[0].name, "a");
+        }
+    }
+
+    #[test]
+    fn skips_other_kinds_and_refuses_wrong_versions() {
+        assert_eq!(
+            Workload::from_value(json!({"apiVersion": "v1", "kind": "Service"})),
+            Ok(None)
+        );
+        let err =
+            Workload::from_value(json!({"apiVersion": "extensions/v1beta1", "kind": "DaemonSet"}))
+                .expect_err("wrong version");
+        assert_eq!(
+            err.to_string(),
+            "apiVersion: \"extensions/v1beta1\" is not served for kind DaemonSet (expected \"apps/v1\")"
+        );
+        let err = Workload::from_value(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        )
+        .expect_err("no spec");
+        assert_eq!(
+            err.to_string(),
+            "spec: Required value: a pod spec is required"
+        );
+    }
+
+    #[test]
+    fn host_process_as_string_names_the_field() {
+        let err = Workload::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "spec": {"containers": [{"name": "a", "securityContext": {"windowsOptions": {"hostProcess": "true"}}}]}
+        }))
+        .expect_err("type error");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("spec.containers[0].securityContext.windowsOptions.hostProcess: invalid type: string \"true\""),
+            "{text}"
+        );
+    }
+}
