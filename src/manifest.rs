@@ -58,8 +58,8 @@ pub struct Document {
     pub value: Value,
 }
 
-/// Splits `bytes` into documents. JSON (text starting with `{` or `[`) is read as a stream of JSON
-/// values; anything else as multi-document YAML. Stops at the first error, returning what was
+/// Splits `bytes` into documents. JSON (text starting with `{` or `[` that parses as JSON) is read
+/// as a stream of JSON values; anything else as multi-document YAML. Stops at the first error, returning what was
 /// read before it as well.
 pub fn read_documents(bytes: &[u8]) -> (Vec<Document>, Option<ReadError>) {
     if let Some(offset) = bytes.iter().position(|b| *b == 0) {
@@ -80,10 +80,14 @@ pub fn read_documents(bytes: &[u8]) -> (Vec<Document>, Option<ReadError>) {
     let budget = MAX_NODES.min(text.len().saturating_mul(EXPANSION_FACTOR).max(1024));
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        read_json(trimmed)
-    } else {
-        read_yaml(text, budget)
+        // Probably JSON, which serde_json reads much faster; YAML flow style (`{a: 1}`) starts
+        // the same way, so fall back to YAML when the first document is not JSON.
+        let (docs, err) = read_json(trimmed);
+        if !(docs.is_empty() && matches!(err, Some(ReadError::Syntax { document: 1, .. }))) {
+            return (docs, err);
+        }
     }
+    read_yaml(text, budget)
 }
 
 /// JSON has no aliases, so a document cannot expand beyond its own size: no budget is needed.
@@ -350,6 +354,13 @@ mod tests {
         assert_eq!(err, None);
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[2].index, 3);
+    }
+
+    #[test]
+    fn yaml_flow_style_is_not_mistaken_for_json() {
+        let (docs, err) = read_documents(b"{a: 1, b: [x]}");
+        assert_eq!(err, None);
+        assert_eq!(docs[0].value["b"][0], "x");
     }
 
     #[test]
