@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod decision;
 pub mod engine;
 pub mod manifest;
