@@ -451,7 +451,7 @@ mod tests {
             assert_eq!(CpuRate::new(input).is_ok(), ok, "rate {input}");
         }
         assert_eq!(
-            CpuRate::new(0).unwrap_err().to_string(),
+            CpuRate::new(0).expect_err("0 is invalid").to_string(),
             "processor rate of `0` is invalid (valid: 1..=10000)"
         );
         assert_eq!(CpuRate::FULL.get(), 10_000);

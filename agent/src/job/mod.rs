@@ -377,8 +377,9 @@ pub struct JobStats {
     /// Highest memory charge so far (`memory.peak` / `memory.max_usage_in_bytes` /
     /// `PeakJobMemoryUsed`); `None` where the kernel does not report it.
     pub memory_peak_bytes: Option<u64>,
-    /// How often the memory limit was hit (v2 `memory.events` `max`, v1 `memory.failcnt`,
-    /// Windows `JOB_OBJECT_MSG_JOB_MEMORY_LIMIT` notifications).
+    /// How often the memory limit was hit (v2 `memory.events` `max`; v1 `memory.failcnt` +
+    /// `memory.memsw.failcnt`, at least `oom_kills`; Windows `JOB_OBJECT_MSG_JOB_MEMORY_LIMIT`
+    /// notifications).
     pub memory_limit_events: u64,
     /// How often the job ran out of memory (v2 `memory.events` `oom`); `None` where not
     /// reported (cgroup v1, Windows).

@@ -173,7 +173,7 @@ impl CgroupJobManager {
         JobInner {
             name: name.clone(),
             setup: self.hierarchies.setup,
-            has_kill: dirs.unified.join("cgroup.kill").is_file(),
+            has_kill: self.config.use_cgroup_kill && dirs.unified.join("cgroup.kill").is_file(),
             dirs,
             host_cpus: self.host_cpus,
             kill_timeout: self.config.kill_timeout,
@@ -380,10 +380,11 @@ impl Job for CgroupJob {
 
 impl Drop for CgroupJob {
     fn drop(&mut self) {
-        if !self.torn_down {
-            if let Err(err) = self.inner.teardown() {
-                tracing::warn!(job = %self.inner.name, error = %err, "cannot remove dropped job");
-            }
+        if self.torn_down {
+            return;
+        }
+        if let Err(err) = self.inner.teardown() {
+            tracing::warn!(job = %self.inner.name, error = %err, "cannot remove dropped job");
         }
     }
 }
@@ -513,7 +514,7 @@ impl JobInner {
                     cpu_system,
                     memory_current_bytes: memory.map_or(0, |m| m.current),
                     memory_peak_bytes: memory.map(|m| m.peak),
-                    memory_limit_events: memory.map_or(0, |m| m.failcnt),
+                    memory_limit_events: memory.map_or(0, |m| m.limit_hits),
                     oom_events: None,
                     oom_kills: memory.map_or(0, |m| m.oom_kills),
                 }

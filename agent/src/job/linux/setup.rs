@@ -45,6 +45,9 @@ pub struct CgroupConfig {
     pub host_cpus: Option<NonZeroU32>,
     /// How long terminating, destroying or dropping a job waits for its processes to go.
     pub kill_timeout: Duration,
+    /// Use `cgroup.kill` where the kernel has it (Linux 5.14+). `false` forces the SIGKILL
+    /// loop that older kernels get, e.g. to test it.
+    pub use_cgroup_kill: bool,
 }
 
 impl Default for CgroupConfig {
@@ -55,6 +58,7 @@ impl Default for CgroupConfig {
             setup: None,
             host_cpus: None,
             kill_timeout: Duration::from_secs(10),
+            use_cgroup_kill: true,
         }
     }
 }

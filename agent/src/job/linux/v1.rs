@@ -66,22 +66,31 @@ pub(crate) fn apply_pids(dir: &Path, max: Option<u32>) -> Result<(), JobError> {
 pub(crate) struct MemoryStats {
     pub(crate) current: u64,
     pub(crate) peak: u64,
-    pub(crate) failcnt: u64,
+    pub(crate) limit_hits: u64,
     pub(crate) oom_kills: u64,
 }
 
-/// Reads `memory.usage_in_bytes`, `memory.max_usage_in_bytes`, `memory.failcnt` and the
+/// Reads `memory.usage_in_bytes`, `memory.max_usage_in_bytes`, the limit hits and the
 /// `oom_kill` counter of `memory.oom_control` (Linux 4.13+; 0 when absent).
+///
+/// A charge is tried against memory+swap first, then memory, and the counter that refuses it
+/// counts the failure; with both limits equal (see [`apply_memory`]) most hits land in
+/// `memory.memsw.failcnt`. Limit hits are therefore `memory.failcnt + memory.memsw.failcnt`.
+/// Some kernels do not track `failcnt` at all (observed on a 6.18 hybrid host: both stay 0
+/// while the OOM killer acts on the limit); since every OOM kill of the group means the
+/// limit was hit, the count reported is never below `oom_kill`.
 pub(crate) fn memory_stats(dir: &Path) -> Result<MemoryStats, WrappedIoError> {
     let oom_path = dir.join("memory.oom_control");
     let oom_kills = match read_optional(&oom_path)? {
         Some(content) => keyed_value(&oom_path, &content, "oom_kill")?.unwrap_or(0),
         None => 0,
     };
+    let failcnt = read_u64(&dir.join("memory.failcnt"))?
+        + read_u64_optional(&dir.join("memory.memsw.failcnt"))?.unwrap_or(0);
     Ok(MemoryStats {
         current: read_u64(&dir.join("memory.usage_in_bytes"))?,
         peak: read_u64(&dir.join("memory.max_usage_in_bytes"))?,
-        failcnt: read_u64(&dir.join("memory.failcnt"))?,
+        limit_hits: failcnt.max(oom_kills),
         oom_kills,
     })
 }
@@ -186,18 +195,25 @@ mod tests {
         let d = dir.path();
         set_fixture(d, "memory.usage_in_bytes", "1000\n");
         set_fixture(d, "memory.max_usage_in_bytes", "2000\n");
-        set_fixture(d, "memory.failcnt", "3\n");
+        set_fixture(d, "memory.failcnt", "0\n");
         set_fixture(
             d,
             "memory.oom_control",
             "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
         );
         assert_eq!(
+            memory_stats(d).expect("memory").limit_hits,
+            4,
+            "at least oom_kill"
+        );
+        set_fixture(d, "memory.failcnt", "3\n");
+        set_fixture(d, "memory.memsw.failcnt", "5\n");
+        assert_eq!(
             memory_stats(d).expect("memory"),
             MemoryStats {
                 current: 1000,
                 peak: 2000,
-                failcnt: 3,
+                limit_hits: 8,
                 oom_kills: 4
             }
         );
