@@ -224,14 +224,3 @@ pub enum JobError {
         source: io::Error,
     },
 }
-
-#[cfg(windows)]
-impl JobError {
-    /// An [`JobError::Os`] from the calling thread's last OS error.
-    pub(crate) fn last_os(call: &'static str) -> Self {
-        Self::Os {
-            call,
-            source: io::Error::last_os_error(),
-        }
-    }
-}

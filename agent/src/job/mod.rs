@@ -30,11 +30,21 @@ use std::time::Duration;
 
 mod error;
 pub mod limits;
+pub mod win32;
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 #[cfg_attr(windows, path = "windows.rs")]
 #[cfg(any(target_os = "linux", windows))]
 pub mod sys;
+
+#[cfg(all(test, not(windows)))]
+mod windows_fake;
+/// Elsewhere than on Windows, the unit tests type-check the Windows backend (never run it)
+/// against the real `windows-sys` declarations and a stand-in for `std::os::windows`.
+#[cfg(all(test, not(windows)))]
+#[path = "windows.rs"]
+#[allow(dead_code)]
+mod windows_typecheck;
 
 pub use error::{InvalidNameError, JobError, WrappedIoError};
 pub use limits::{CpuRate, CpuWeight, JobLimits, LimitsError};
@@ -86,9 +96,11 @@ pub trait Job: Send + Sync + fmt::Debug {
     /// Resource usage and limit events of the job so far.
     fn stats(&self) -> Result<JobStats, JobError>;
 
-    /// Sends `signal` to every process in the job and returns to how many it was delivered.
-    /// [`StopSignal::Kill`] is [`Job::terminate`]. Polite signals are best effort on Windows
-    /// (see [`StopSignal`]): a count of 0 means nobody could be asked.
+    /// Sends `signal` to every process in the job and returns to how many it was delivered:
+    /// processes on Linux, process groups (one per spawned process) on Windows.
+    /// [`StopSignal::Kill`] is [`Job::terminate`] and counts the processes killed. Polite
+    /// signals are best effort on Windows (see [`StopSignal`]): 0 means nobody could be asked,
+    /// and [`Job::stop`] then falls back to terminating after the grace period.
     fn signal_all(&self, signal: StopSignal) -> Result<usize, JobError>;
 
     /// Kills every process in the job now (Linux `cgroup.kill` / SIGKILL loop, Windows
@@ -282,8 +294,9 @@ impl From<PipeReader> for StdioSpec {
 /// inherited from the agent.
 #[derive(Debug, Default)]
 pub struct ProcessSpec {
-    /// The program: a path, or a bare name looked up in the agent's `PATH` (Linux, like
-    /// `execvp`) or by `CreateProcessW`'s search order (Windows).
+    /// The program: a path, or a bare name looked up as `std::process::Command` does on
+    /// Linux, or by `CreateProcessW`'s search order on Windows (HP-JOB-07's path resolution
+    /// belongs to the caller).
     pub program: PathBuf,
     /// The arguments, without the program (`argv[1..]`).
     pub args: Vec<OsString>,

@@ -21,7 +21,7 @@
 //! directories once, when it is created (`O_WRONLY | O_CLOEXEC`); [`Job::spawn`] gives the raw
 //! descriptors to a `pre_exec` hook, and the forked child writes `"0"` to each with plain
 //! `write(2)` before `execve` — async-signal-safe, no allocation in the child (see
-//! [`raw::start_inside`]). If a write fails, `std` reports the error through its exec-error
+//! `raw::start_inside`). If a write fails, `std` reports the error through its exec-error
 //! pipe and `spawn` fails without the program ever running. The alternative,
 //! `clone3(CLONE_INTO_CGROUP)`, only helps when the whole job is one v2 cgroup (not on a
 //! hybrid host, where the v1 controller hierarchies must be joined too) and would mean
@@ -35,6 +35,15 @@
 //! briefly for `populated 0`, repeat until the job is empty or the kill timeout passes.
 //! Signals go through `pidfd_open` + a check of `/proc/<pid>/cgroup` + `pidfd_send_signal`, so
 //! a pid recycled by an unrelated process between listing and signalling is never hit.
+//!
+//! # Cost
+//!
+//! The first migration into a cgroup after a quiet spell waits for an RCU grace period
+//! (`cgroup_threadgroup_rwsem`, shared by all hierarchies): measured at ~7 ms on this
+//! development VM (`CONFIG_RCU_LAZY`), ~0.06 ms when the v2 hierarchy is mounted with the
+//! `favordynmods` option (Linux 6.0+), which hosts that start many jobs should use.
+//! `clone3(CLONE_INTO_CGROUP)` would avoid it on pure v2 only. Teardown waits for
+//! `populated 0` (see `wait_empty`), not for the kernel's rate-limited notification.
 //!
 //! # Why not `cgroups-rs` or youki's `libcgroups`
 //!
@@ -55,7 +64,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use std::{io, thread};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::time::TimeSpec;
 
 use self::fs::{child_dirs, create_dir, keyed_value, parse_pids, write_in};
 use super::{
@@ -610,9 +620,11 @@ impl JobInner {
         }
     }
 
-    /// Waits for `populated 0` in `cgroup.events`, sleeping in `poll(2)` on the file (the
-    /// kernel signals `POLLPRI` when it changes); each poll is capped at 100 ms as a guard.
-    /// Without `cgroup.events` (before Linux 4.5) it polls `cgroup.procs`.
+    /// Waits for `populated 0` in `cgroup.events`, sleeping in `ppoll(2)` on the file (the
+    /// kernel signals `POLLPRI` when it changes). The kernel rate-limits those notifications
+    /// (`CGROUP_FILE_NOTIFY_MIN_INTV`, 10 ms, delivered by a timer), which would add up to
+    /// ~20 ms to every teardown, so the file is also re-read with a back-off from 50 µs to
+    /// 10 ms. Without `cgroup.events` (before Linux 4.5) it polls `cgroup.procs`.
     fn wait_empty(&self, timeout: Duration) -> Result<bool, JobError> {
         let deadline = Instant::now() + timeout;
         let path = self.dirs.unified.join("cgroup.events");
@@ -624,6 +636,7 @@ impl JobInner {
             Err(err) => return Err(WrappedIoError::Open { err, path }.into()),
         };
         let mut buf = [0u8; 256];
+        let mut pause = Duration::from_micros(50);
         loop {
             let n = file
                 .read_at(&mut buf, 0)
@@ -639,17 +652,18 @@ impl JobInner {
             if now >= deadline {
                 return Ok(false);
             }
-            let wait = (deadline - now).min(Duration::from_millis(100));
             let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-            match poll(&mut fds, poll_timeout(wait)) {
+            let wait = TimeSpec::from_duration((deadline - now).min(pause));
+            match ppoll(&mut fds, Some(wait), None) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(errno) => {
                     return Err(JobError::Os {
-                        call: "poll(cgroup.events)",
+                        call: "ppoll(cgroup.events)",
                         source: errno.into(),
                     });
                 }
             }
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 
@@ -726,15 +740,6 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), WrappedIoError> {
             }
         }
     }
-}
-
-/// A poll(2) timeout for `d`, rounded up to whole milliseconds.
-fn poll_timeout(d: Duration) -> PollTimeout {
-    let ms = d.as_micros().div_ceil(1000);
-    i32::try_from(ms)
-        .ok()
-        .and_then(|ms| PollTimeout::try_from(ms).ok())
-        .unwrap_or(PollTimeout::MAX)
 }
 
 /// The child's stdin and, for a pipe, the parent's write end.
@@ -848,7 +853,11 @@ impl JobProcess for CgroupProcess {
                     return self.try_wait();
                 }
                 let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, poll_timeout(deadline - now)) {
+                match ppoll(
+                    &mut fds,
+                    Some(TimeSpec::from_duration(deadline - now)),
+                    None,
+                ) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(errno) => return Err(self.wait_error(errno.into())),
                 }
