@@ -333,7 +333,10 @@ impl TrustStore {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "pub"))
-            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         paths.sort();
         for path in paths {
@@ -392,7 +395,11 @@ impl TrustStore {
 
     /// Verifies the approval annotation of `pod` and checks that it describes exactly this pod in
     /// `namespace`.
-    pub fn verify_pod(&self, pod: &PodView<'_>, namespace: &str) -> Result<Approval, ApprovalError> {
+    pub fn verify_pod(
+        &self,
+        pod: &PodView<'_>,
+        namespace: &str,
+    ) -> Result<Approval, ApprovalError> {
         let value = pod
             .annotations()
             .and_then(|a| a.get(ANNOTATION))
@@ -592,7 +599,11 @@ spec:
 
     fn signed(id: &SigningIdentity, yaml: &str) -> String {
         let w = workload(yaml);
-        id.sign(ApprovedPod::describe(&w.pod().expect("pod"), "kube-system"), "csi-proxy", 1_764_170_000)
+        id.sign(
+            ApprovedPod::describe(&w.pod().expect("pod"), "kube-system"),
+            "csi-proxy",
+            1_764_170_000,
+        )
     }
 
     fn with_approval(yaml: &str, value: &str) -> Workload {
@@ -643,14 +654,41 @@ spec:
         store.add(id.verifying_key());
         let value = signed(&id, POD);
         let cases = [
-            (POD.replace("csi-proxy:1", "csi-proxy:2"), "containers[0].image: approved \"registry.example/csi-proxy:1\", found \"registry.example/csi-proxy:2\""),
-            (POD.replace("NT AUTHORITY\\SYSTEM", "NT AUTHORITY\\Local service"), "windowsOptions.runAsUserName"),
-            (POD.replace("value: b", "value: c"), "containers[0].env[0].value"),
-            (POD.replace("cpu: 500m", "cpu: \"4\""), "containers[0].limits.cpu"),
-            (POD.replace("\"false\"", "\"true\""), "annotations.microsoft.com/hostprocess-inherit-user"),
-            (POD.replace("serviceAccountName: csi-proxy", "serviceAccountName: other"), "serviceAccount"),
-            (POD.replace("command: [init.exe]", "command: [evil.exe]"), "initContainers[0].command[0]"),
-            (POD.replace("kubelet'}}]", "kubelet'}}, {name: x, hostPath: {path: 'C:\\'}}]"), "volumes"),
+            (
+                POD.replace("csi-proxy:1", "csi-proxy:2"),
+                "containers[0].image: approved \"registry.example/csi-proxy:1\", found \"registry.example/csi-proxy:2\"",
+            ),
+            (
+                POD.replace("NT AUTHORITY\\SYSTEM", "NT AUTHORITY\\Local service"),
+                "windowsOptions.runAsUserName",
+            ),
+            (
+                POD.replace("value: b", "value: c"),
+                "containers[0].env[0].value",
+            ),
+            (
+                POD.replace("cpu: 500m", "cpu: \"4\""),
+                "containers[0].limits.cpu",
+            ),
+            (
+                POD.replace("\"false\"", "\"true\""),
+                "annotations.microsoft.com/hostprocess-inherit-user",
+            ),
+            (
+                POD.replace("serviceAccountName: csi-proxy", "serviceAccountName: other"),
+                "serviceAccount",
+            ),
+            (
+                POD.replace("command: [init.exe]", "command: [evil.exe]"),
+                "initContainers[0].command[0]",
+            ),
+            (
+                POD.replace(
+                    "kubelet'}}]",
+                    "kubelet'}}, {name: x, hostPath: {path: 'C:\\'}}]",
+                ),
+                "volumes",
+            ),
         ];
         for (yaml, want) in cases {
             let w = with_approval(&yaml, &value);
@@ -663,11 +701,24 @@ spec:
         }
         // Same pod in another namespace.
         let w = with_approval(POD, &value);
-        let err = store.verify_pod(&w.pod().expect("pod"), "default").expect_err("namespace");
-        assert!(err.to_string().contains("namespace: approved \"kube-system\", found \"default\""));
+        let err = store
+            .verify_pod(&w.pod().expect("pod"), "default")
+            .expect_err("namespace");
+        assert!(
+            err.to_string()
+                .contains("namespace: approved \"kube-system\", found \"default\"")
+        );
         // Unrelated annotations and the pod name do not matter.
-        let w = with_approval(&POD.replace("unrelated: x", "unrelated: y").replace("name: csi\n", "name: csi-abcde\n"), &value);
-        assert!(store.verify_pod(&w.pod().expect("pod"), "kube-system").is_ok());
+        let w = with_approval(
+            &POD.replace("unrelated: x", "unrelated: y")
+                .replace("name: csi\n", "name: csi-abcde\n"),
+            &value,
+        );
+        assert!(
+            store
+                .verify_pod(&w.pod().expect("pod"), "kube-system")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -691,9 +742,13 @@ spec:
         // Re-use a valid signature over an edited payload.
         let value = signed(&id, POD);
         let (payload, sig) = value.split_once('.').expect("two parts");
-        let mut json: Value = serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json");
+        let mut json: Value =
+            serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json");
         json["policy"] = Value::from("anything");
-        let forged = format!("{}.{sig}", B64.encode(serde_json::to_vec(&json).expect("json")));
+        let forged = format!(
+            "{}.{sig}",
+            B64.encode(serde_json::to_vec(&json).expect("json"))
+        );
         assert_eq!(
             store.verify(&forged),
             Err(ApprovalError::BadSignature(id.kid().to_owned()))
@@ -715,7 +770,10 @@ spec:
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&private).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(&private)
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let id = SigningIdentity::from_pem_file(&private).expect("private key reads");
@@ -725,10 +783,22 @@ spec:
         assert!(public.exists());
         // A second key for rotation.
         generate_key_pair(dir.path()).expect("second keygen");
-        assert_eq!(TrustStore::load_dir(dir.path()).expect("reads").key_ids().count(), 2);
+        assert_eq!(
+            TrustStore::load_dir(dir.path())
+                .expect("reads")
+                .key_ids()
+                .count(),
+            2
+        );
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(TrustStore::load_dir(empty.path()), Err(KeyError::Empty(_))));
+        assert!(matches!(
+            TrustStore::load_dir(empty.path()),
+            Err(KeyError::Empty(_))
+        ));
         std::fs::write(empty.path().join("bad.pub"), "not a key").expect("write");
-        assert!(matches!(TrustStore::load_dir(empty.path()), Err(KeyError::Format { .. })));
+        assert!(matches!(
+            TrustStore::load_dir(empty.path()),
+            Err(KeyError::Format { .. })
+        ));
     }
 }

@@ -158,7 +158,11 @@ mod tests {
         PolicySet::new(list).expect("unique names")
     }
 
-    fn decide(set: &PolicySet, pod_yaml: &str, labels: Option<&BTreeMap<String, String>>) -> Decision {
+    fn decide(
+        set: &PolicySet,
+        pod_yaml: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Decision {
         let value: serde_json::Value = serde_yaml::from_str(pod_yaml).expect("pod parses");
         let w = Workload::from_value(value).expect("valid").expect("judged");
         let ns = w.namespace().unwrap_or("default").to_owned();
@@ -217,7 +221,10 @@ spec:
         assert!(d.host_process);
         assert_eq!(d.policy.as_deref(), Some("csi-proxy"));
         assert_eq!(d.mode, Some(Mode::Enforce));
-        assert_eq!(d.summary(), "HostProcess pod admitted by policy \"csi-proxy\"");
+        assert_eq!(
+            d.summary(),
+            "HostProcess pod admitted by policy \"csi-proxy\""
+        );
     }
 
     #[test]
@@ -227,8 +234,12 @@ spec:
   volumes:
   - {name: host, hostPath: {path: 'C:\Windows'}}
   - {name: nfs, nfs: {server: x, path: /}}"#;
-        let pod = csi_pod("evil.example/x:latest", "NT Authority\\Local service", extra)
-            .replace("cpu: 500m", "cpu: \"2\"");
+        let pod = csi_pod(
+            "evil.example/x:latest",
+            "NT Authority\\Local service",
+            extra,
+        )
+        .replace("cpu: 500m", "cpu: \"2\"");
         let d = decide(&set, &pod, None);
         assert!(!d.allowed);
         assert_eq!(
@@ -243,20 +254,31 @@ spec:
                 "HG-LIMITS-02",
             ]
         );
-        assert!(d.denials.iter().all(|f| f.policy.as_deref() == Some("csi-proxy")));
+        assert!(
+            d.denials
+                .iter()
+                .all(|f| f.policy.as_deref() == Some("csi-proxy"))
+        );
         let host_path = &d.denials[4];
         assert_eq!(host_path.path, "spec.volumes[0].hostPath.path");
         assert_eq!(host_path.containers, ["csi-proxy"]);
         let user = &d.denials[3];
-        assert_eq!(user.path, "spec.securityContext.windowsOptions.runAsUserName");
-        assert!(d.summary().starts_with("denied: [HG-IMAGE-01] spec.containers[0].image:"));
+        assert_eq!(
+            user.path,
+            "spec.securityContext.windowsOptions.runAsUserName"
+        );
+        assert!(
+            d.summary()
+                .starts_with("denied: [HG-IMAGE-01] spec.containers[0].image:")
+        );
     }
 
     #[test]
     fn no_matching_policy_denies_with_namespace_and_service_account() {
         let set = policies(CSI_POLICY);
         let image = format!("registry.example/csi-proxy@{DIGEST}");
-        let pod = csi_pod(&image, "NT AUTHORITY\\SYSTEM", "").replace("namespace: kube-system", "namespace: default");
+        let pod = csi_pod(&image, "NT AUTHORITY\\SYSTEM", "")
+            .replace("namespace: kube-system", "namespace: default");
         let d = decide(&set, &pod, None);
         assert!(!d.allowed);
         assert_eq!(rules(&d.denials), ["HG-MATCH-01"]);
@@ -316,7 +338,9 @@ spec: {mode: Audit, allow: {runAsUserNames: ['NT AUTHORITY\Local service']}}
 "#,
         );
         let pod = |image: &str| {
-            format!("{{apiVersion: v1, kind: Pod, metadata: {{name: p}}, spec: {{hostNetwork: true, securityContext: {{windowsOptions: {{hostProcess: true}}}}, containers: [{{name: a, image: '{image}'}}]}}}}")
+            format!(
+                "{{apiVersion: v1, kind: Pod, metadata: {{name: p}}, spec: {{hostNetwork: true, securityContext: {{windowsOptions: {{hostProcess: true}}}}, containers: [{{name: a, image: '{image}'}}]}}}}"
+            )
         };
         let d = decide(&set, &pod("registry.example/x:1"), None);
         assert_eq!(d.policy.as_deref(), Some("a-strict"));
@@ -401,7 +425,11 @@ spec:
         let set = policies(
             "{apiVersion: hostgate.io/v1alpha1, kind: HostProcessPolicy, metadata: {name: sys}, spec: {match: {serviceAccounts: ['kube-system/*'], namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}}}",
         );
-        let pod = |ns: &str| format!("{{apiVersion: v1, kind: Pod, metadata: {{name: p, namespace: {ns}}}, spec: {{serviceAccountName: whatever, hostNetwork: true, securityContext: {{windowsOptions: {{hostProcess: true}}}}, containers: [{{name: a, image: x}}]}}}}");
+        let pod = |ns: &str| {
+            format!(
+                "{{apiVersion: v1, kind: Pod, metadata: {{name: p, namespace: {ns}}}, spec: {{serviceAccountName: whatever, hostNetwork: true, securityContext: {{windowsOptions: {{hostProcess: true}}}}, containers: [{{name: a, image: x}}]}}}}"
+            )
+        };
         assert!(decide(&set, &pod("kube-system"), None).allowed);
         assert!(!decide(&set, &pod("default"), None).allowed);
     }
@@ -431,6 +459,9 @@ spec:
         );
         assert_eq!(rules(&d.denials), ["HG-USER-01"]);
         assert_eq!(d.denials[0].containers, ["i", "a"]);
-        assert_eq!(d.denials[0].path, "spec.securityContext.windowsOptions.runAsUserName");
+        assert_eq!(
+            d.denials[0].path,
+            "spec.securityContext.windowsOptions.runAsUserName"
+        );
     }
 }

@@ -162,6 +162,11 @@ impl<'a> ContainerRef<'a> {
         self.windows_options()?.host_process
     }
 
+    /// `securityContext.windowsOptions.runAsUserName` as written on the container.
+    pub fn run_as_user_name(&self) -> Option<&'a str> {
+        self.windows_options()?.run_as_user_name.as_deref()
+    }
+
     /// The container's field path, e.g. `spec.initContainers[0]`.
     pub fn path(&self, spec: SpecPath) -> String {
         format!("{}.{}[{}]", spec.0, self.kind.field(), self.index)
@@ -250,12 +255,10 @@ impl<'a> PodView<'a> {
     /// The `runAsUserName` a container runs as: its own value, else the pod's (HP-KLT-01).
     /// `None` means the image's default user.
     pub fn effective_run_as_user_name(&self, c: &ContainerRef<'a>) -> Option<&'a str> {
-        c.windows_options()
-            .and_then(|w| w.run_as_user_name.as_deref())
-            .or_else(|| {
-                self.windows_options()
-                    .and_then(|w| w.run_as_user_name.as_deref())
-            })
+        c.run_as_user_name().or_else(|| {
+            self.windows_options()
+                .and_then(|w| w.run_as_user_name.as_deref())
+        })
     }
 
     /// `spec.hostNetwork`, false when unset (it is never defaulted).

@@ -222,9 +222,14 @@ impl PartialOrd for Quantity {
 
 impl Ord for Quantity {
     fn cmp(&self, other: &Self) -> Ordering {
-        // Compare floor(value) first, then the fractional remainders brought to a common scale.
-        // Every piece stays below 10^18 * 10^18 < 2^127, so nothing can overflow.
         let scale = self.scale.max(other.scale);
+        let widen = |q: &Quantity| q.mantissa.checked_mul(10_i128.pow(scale - q.scale));
+        if let (Some(a), Some(b)) = (widen(self), widen(other)) {
+            return a.cmp(&b);
+        }
+        // Near the 2^63 cap at a fine scale the product can overflow: compare floor(value)
+        // first, then the fractional remainders at the common scale; every piece stays below
+        // 10^18 * 10^18 < 2^127.
         let split = |q: &Quantity| {
             let div = 10_i128.pow(q.scale);
             let int = q.mantissa.div_euclid(div);
@@ -342,6 +347,9 @@ mod tests {
         assert_eq!(q("0.5"), q("500m"));
         assert!(q("-1") < q("0"));
         assert!(q("7E") < q("8E"));
+        // Products that overflow i128 take the split path.
+        assert!(q("9223372036854775807") > q("0.000000000000000001"));
+        assert!(q("9223372036854775806.000000000000000001") < q("9223372036854775807"));
     }
 
     #[test]

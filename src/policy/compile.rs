@@ -14,7 +14,7 @@ use super::model::{HostProcessPolicy, Mode, PrivilegedAnnotation, Profile};
 use super::selector::Selector;
 use super::winpath::WinPath;
 use crate::decision::Finding;
-use crate::pod::{ANNOTATION_INHERIT_USER, ContainerRef, PodView};
+use crate::pod::{ANNOTATION_INHERIT_USER, PodView};
 use crate::quantity::Quantity;
 use crate::rules::ids;
 use crate::rules::structural::run_as_user_name_errors;
@@ -461,33 +461,33 @@ impl CompiledPolicy {
             pod.path
                 .field("securityContext.windowsOptions.runAsUserName")
         };
-        let mut unset = Vec::new();
-        let mut inheriting = Vec::new();
+        let mut any_unset = false;
+        let mut any_inheriting = false;
         for c in pod.containers() {
-            match c
-                .windows_options()
-                .and_then(|w| w.run_as_user_name.as_deref())
-            {
+            match c.run_as_user_name() {
                 Some(user) => self.check_user(
                     user,
                     || c.path_to(pod.path, "securityContext.windowsOptions.runAsUserName"),
-                    vec![c.name.to_owned()],
+                    || vec![c.name.to_owned()],
                     out,
                 ),
-                None if pod_user.is_some() => inheriting.push(c),
-                None => unset.push(c.name.to_owned()),
+                None if pod_user.is_some() => any_inheriting = true,
+                None => any_unset = true,
             }
         }
+        // Names are only collected once a finding needs them.
+        let names_without_own_user = || {
+            pod.containers()
+                .filter(|c| c.run_as_user_name().is_none())
+                .map(|c| c.name.to_owned())
+                .collect()
+        };
         if let Some(user) = pod_user
-            && !inheriting.is_empty()
+            && any_inheriting
         {
-            let names = inheriting
-                .iter()
-                .map(|c: &ContainerRef<'_>| c.name.to_owned())
-                .collect();
-            self.check_user(user, pod_user_path, names, out);
+            self.check_user(user, pod_user_path, names_without_own_user, out);
         }
-        if !unset.is_empty() && !self.users.is_empty() {
+        if any_unset && !self.users.is_empty() {
             out.push(
                 Finding::new(
                     ids::USER_UNSET,
@@ -497,7 +497,7 @@ impl CompiledPolicy {
                         quoted_list(&self.users)
                     ),
                 )
-                .with_containers(unset),
+                .with_containers(names_without_own_user()),
             );
         }
     }
@@ -506,7 +506,7 @@ impl CompiledPolicy {
         &self,
         user: &str,
         path: impl Fn() -> String,
-        containers: Vec<String>,
+        containers: impl Fn() -> Vec<String>,
         out: &mut Vec<Finding>,
     ) {
         if let Some((domain, _)) = user.split_once('\\')
@@ -521,7 +521,7 @@ impl CompiledPolicy {
                         "runAsUserName {user:?} must spell the domain exactly {NT_AUTHORITY:?}: the node compares it case-sensitively and would not log on as a service account"
                     ),
                 )
-                .with_containers(containers.clone()),
+                .with_containers(containers()),
             );
         }
         if !self.users.is_empty() && !self.users.iter().any(|u| same_account(u, user)) {
@@ -534,7 +534,7 @@ impl CompiledPolicy {
                         quoted_list(&self.users)
                     ),
                 )
-                .with_containers(containers),
+                .with_containers(containers()),
             );
         }
     }

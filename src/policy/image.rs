@@ -8,8 +8,23 @@ use globset::{GlobBuilder, GlobMatcher};
 #[derive(Debug, Clone)]
 pub struct ImagePattern {
     text: String,
-    matcher: GlobMatcher,
+    matcher: Matcher,
 }
+
+/// Most patterns are a literal or a literal followed by one `*` or `**`; those are matched
+/// without the glob engine, which costs far more than a prefix comparison on the admission path.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Exact,
+    /// `literal*` (rest must not contain `/`) or `literal**` (anything).
+    Prefix {
+        len: usize,
+        cross_slash: bool,
+    },
+    Glob(GlobMatcher),
+}
+
+const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
 
 impl ImagePattern {
     /// Compiles a pattern: `*` stops at `/`, `**` crosses it, `?` is one character, `[…]` a class.
@@ -18,9 +33,27 @@ impl ImagePattern {
             .literal_separator(true)
             .backslash_escape(true)
             .build()?;
+        let (literal, wildcard) = match text.strip_suffix("**") {
+            Some(l) => (l, Some(true)),
+            None => match text.strip_suffix('*') {
+                Some(l) => (l, Some(false)),
+                None => (text, None),
+            },
+        };
+        let matcher = if literal.contains(GLOB_META) {
+            Matcher::Glob(glob.compile_matcher())
+        } else {
+            match wildcard {
+                None => Matcher::Exact,
+                Some(cross_slash) => Matcher::Prefix {
+                    len: literal.len(),
+                    cross_slash,
+                },
+            }
+        };
         Ok(ImagePattern {
             text: text.to_owned(),
-            matcher: glob.compile_matcher(),
+            matcher,
         })
     }
 
@@ -30,7 +63,15 @@ impl ImagePattern {
     }
 
     fn is_match(&self, image: &str) -> bool {
-        self.matcher.is_match(image)
+        match &self.matcher {
+            Matcher::Exact => image == self.text,
+            Matcher::Prefix { len, cross_slash } => {
+                image.len() >= *len
+                    && image.as_bytes()[..*len] == self.text.as_bytes()[..*len]
+                    && (*cross_slash || !image[*len..].contains('/'))
+            }
+            Matcher::Glob(g) => g.is_match(image),
+        }
     }
 }
 
@@ -83,16 +124,17 @@ pub fn normalize(image: &str) -> Cow<'_, str> {
 
 /// Whether the reference is pinned by a well-formed sha256 digest.
 pub fn has_digest(image: &str) -> bool {
-    match image.rsplit_once("@sha256:") {
-        Some((name, hex)) => {
-            !name.is_empty()
-                && hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        }
-        None => false,
-    }
+    const MARK: &[u8] = b"@sha256:";
+    const HEX: usize = 64;
+    let b = image.as_bytes();
+    let Some(name_len) = b.len().checked_sub(MARK.len() + HEX) else {
+        return false;
+    };
+    name_len > 0
+        && &b[name_len..name_len + MARK.len()] == MARK
+        && b[name_len + MARK.len()..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 #[cfg(test)]
@@ -142,6 +184,12 @@ mod tests {
         assert!(allowed(&pats, "nginx:1.25"));
         assert!(!allowed(&pats, "registry.example/csi-proxy:v1"));
         assert!(!allowed(&pats, "registry.example/evil/csi-proxy@sha256:00"));
+        let exact = [p("registry.example/app:v1")];
+        assert!(allowed(&exact, "registry.example/app:v1"));
+        assert!(!allowed(&exact, "registry.example/app:v10"));
+        let glob = [p("registry.example/app:v[12]")];
+        assert!(allowed(&glob, "registry.example/app:v2"));
+        assert!(!allowed(&glob, "registry.example/app:v3"));
         let deep = [p("mcr.microsoft.com/oss/**")];
         assert!(allowed(
             &deep,

@@ -348,7 +348,30 @@ fn elide(s: &str, max: usize) -> String {
 
 const MAX_DOMAIN_LEN: usize = 256;
 const MAX_USER_LEN: usize = 104;
-const INVALID_USER_CHARS: &str = "\"/\\:;|=,+*?<>@[]";
+
+/// A set of ASCII bytes, for the character classes of the apiserver's regular expressions.
+struct AsciiSet(u128);
+
+impl AsciiSet {
+    const fn new(chars: &[u8]) -> Self {
+        let mut bits = 0u128;
+        let mut i = 0;
+        while i < chars.len() {
+            bits |= 1 << chars[i];
+            i += 1;
+        }
+        AsciiSet(bits)
+    }
+
+    fn contains(&self, b: u8) -> bool {
+        b < 128 && self.0 & (1 << b) != 0
+    }
+}
+
+/// `["/\\:;|=,+*?<>@\[\]]`: characters a user name cannot contain.
+const INVALID_USER_CHARS: AsciiSet = AsciiSet::new(b"\"/\\:;|=,+*?<>@[]");
+/// `[\\/:\*\?"<>|]`: characters a NetBIOS domain cannot contain.
+const INVALID_NETBIOS_CHARS: AsciiSet = AsciiSet::new(b"\\/:*?\"<>|");
 
 /// The errors the apiserver reports for a `runAsUserName` value, with their sub-rule ids
 /// (HP-API-06c…j). Empty when the name is valid.
@@ -361,21 +384,22 @@ pub fn run_as_user_name_errors(v: &str) -> Vec<(&'static str, String)> {
         ));
         return errs;
     }
-    if v.chars().any(|c| c.is_ascii_control()) {
+    // `[[:cntrl:]]` is ASCII-only; bytes of multi-byte UTF-8 sequences are all >= 0x80.
+    if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
         errs.push((
             ids::API_USER_CONTROL,
             "runAsUserName cannot contain control characters".to_owned(),
         ));
         return errs;
     }
-    if v.matches('\\').count() > 1 {
-        errs.push((
-            ids::API_USER_BACKSLASH,
-            "runAsUserName cannot contain more than one backslash".to_owned(),
-        ));
-        return errs;
-    }
     let (domain, user) = match v.split_once('\\') {
+        Some((_, rest)) if rest.contains('\\') => {
+            errs.push((
+                ids::API_USER_BACKSLASH,
+                "runAsUserName cannot contain more than one backslash".to_owned(),
+            ));
+            return errs;
+        }
         Some((domain, user)) => (Some(domain), user),
         None => (None, v),
     };
@@ -407,13 +431,13 @@ pub fn run_as_user_name_errors(v: &str) -> Vec<(&'static str, String)> {
             ),
         ));
     }
-    if !user.is_empty() && user.chars().all(|c| c == '.' || c == ' ') {
+    if !user.is_empty() && user.bytes().all(|b| b == b'.' || b == b' ') {
         errs.push((
             ids::API_USER_DOTS,
             "runAsUserName's User cannot contain only periods or spaces".to_owned(),
         ));
     }
-    if user.chars().any(|c| INVALID_USER_CHARS.contains(c)) {
+    if user.bytes().any(|b| INVALID_USER_CHARS.contains(b)) {
         errs.push((
             ids::API_USER_CHARS,
             "runAsUserName's User cannot contain the following characters: \"/\\:;|=,+*?<>@[]"
@@ -425,22 +449,12 @@ pub fn run_as_user_name_errors(v: &str) -> Vec<(&'static str, String)> {
 
 /// NetBIOS: `^[^\\/:\*\?"<>|\.][^\\/:\*\?"<>|]{0,14}$` (runes, as Go's regexp counts them).
 fn is_netbios_domain(d: &str) -> bool {
-    const BAD: &str = "\\/:*?\"<>|";
-    let mut chars = d.chars();
-    let Some(first) = chars.next() else {
+    let Some(&first) = d.as_bytes().first() else {
         return false;
     };
-    if BAD.contains(first) || first == '.' {
-        return false;
-    }
-    let mut rest = 0;
-    for c in chars {
-        if BAD.contains(c) {
-            return false;
-        }
-        rest += 1;
-    }
-    rest <= 14
+    first != b'.'
+        && !d.bytes().any(|b| INVALID_NETBIOS_CHARS.contains(b))
+        && d.chars().count() <= 15
 }
 
 /// DNS: dot-separated labels of `[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?`.
