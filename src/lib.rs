@@ -9,6 +9,7 @@
 
 pub mod approval;
 pub mod decision;
+pub mod defaults;
 pub mod engine;
 pub mod manifest;
 pub mod object;

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -220,6 +220,28 @@ impl Workload {
     /// `metadata.namespace`, if set.
     pub fn namespace(&self) -> Option<&str> {
         self.metadata().namespace.as_deref()
+    }
+
+    /// The pod spec, mutable, with its path.
+    pub fn pod_spec_mut(&mut self) -> Option<(&mut PodSpec, SpecPath)> {
+        fn template(t: Option<&mut PodTemplateSpec>) -> Option<(&mut PodSpec, SpecPath)> {
+            Some((t?.spec.as_mut()?, SpecPath::TEMPLATE))
+        }
+        match self {
+            Workload::Pod(p) => Some((p.spec.as_mut()?, SpecPath::POD)),
+            Workload::Deployment(o) => template(o.spec.as_mut().map(|s| &mut s.template)),
+            Workload::DaemonSet(o) => template(o.spec.as_mut().map(|s| &mut s.template)),
+            Workload::StatefulSet(o) => template(o.spec.as_mut().map(|s| &mut s.template)),
+            Workload::ReplicaSet(o) => template(o.spec.as_mut().and_then(|s| s.template.as_mut())),
+            Workload::ReplicationController(o) => {
+                template(o.spec.as_mut().and_then(|s| s.template.as_mut()))
+            }
+            Workload::Job(o) => template(o.spec.as_mut().map(|s| &mut s.template)),
+            Workload::CronJob(o) => Some((
+                o.spec.job_template.spec.as_mut()?.template.spec.as_mut()?,
+                SpecPath::CRON_TEMPLATE,
+            )),
+        }
     }
 
     /// The pod spec to judge, with its metadata and path.
