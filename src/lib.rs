@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
+pub mod admission;
 pub mod approval;
 pub mod decision;
 pub mod defaults;
@@ -17,3 +19,5 @@ pub mod pod;
 pub mod policy;
 pub mod quantity;
 pub mod rules;
+#[cfg(feature = "server")]
+pub mod server;

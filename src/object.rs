@@ -180,6 +180,53 @@ impl Workload {
         Ok(Some(w))
     }
 
+    /// Reads an object of a known kind from JSON text (an AdmissionReview's `object`). Type errors
+    /// carry the field path.
+    pub fn from_json(kind: Kind, json: &str) -> Result<Workload, FieldError> {
+        fn typed<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
+            // The fast path; on error, parse again to find the field path for the message.
+            serde_json::from_str(json).map_err(|_| {
+                let mut de = serde_json::Deserializer::from_str(json);
+                match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                    Err(e) => FieldError {
+                        path: e.path().to_string(),
+                        message: e.into_inner().to_string(),
+                    },
+                    Ok(_) => FieldError {
+                        path: String::new(),
+                        message: "invalid object".to_owned(),
+                    },
+                }
+            })
+        }
+        Ok(match kind {
+            Kind::Pod => Workload::Pod(typed(json)?),
+            Kind::Deployment => Workload::Deployment(typed(json)?),
+            Kind::DaemonSet => Workload::DaemonSet(typed(json)?),
+            Kind::StatefulSet => Workload::StatefulSet(typed(json)?),
+            Kind::ReplicaSet => Workload::ReplicaSet(typed(json)?),
+            Kind::ReplicationController => Workload::ReplicationController(typed(json)?),
+            Kind::Job => Workload::Job(typed(json)?),
+            Kind::CronJob => Workload::CronJob(typed(json)?),
+        })
+    }
+
+    /// Serializes the object to JSON.
+    pub fn to_value(&self) -> Value {
+        let v = match self {
+            Workload::Pod(o) => serde_json::to_value(o),
+            Workload::Deployment(o) => serde_json::to_value(o),
+            Workload::DaemonSet(o) => serde_json::to_value(o),
+            Workload::StatefulSet(o) => serde_json::to_value(o),
+            Workload::ReplicaSet(o) => serde_json::to_value(o),
+            Workload::ReplicationController(o) => serde_json::to_value(o),
+            Workload::Job(o) => serde_json::to_value(o),
+            Workload::CronJob(o) => serde_json::to_value(o),
+        };
+        // Serializing k8s-openapi types to a JSON value cannot fail.
+        v.unwrap_or(Value::Null)
+    }
+
     /// The kind.
     pub fn kind(&self) -> Kind {
         match self {

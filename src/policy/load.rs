@@ -113,6 +113,27 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, PolicyErrors
     })
 }
 
+/// A fingerprint of every policy file's path and contents under `paths`, to notice changes
+/// (including the kubelet's `..data` symlink swap of a mounted ConfigMap) without parsing.
+pub fn fingerprint<P: AsRef<Path>>(paths: &[P]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        collect_files(p.as_ref(), &mut files, &mut errors);
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in &files {
+        file.hash(&mut hasher);
+        match std::fs::read(file) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(e) => e.kind().hash(&mut hasher),
+        }
+    }
+    errors.len().hash(&mut hasher);
+    hasher.finish()
+}
+
 fn file_error(file: &Path, message: String) -> PolicyError {
     PolicyError {
         source: file.display().to_string(),

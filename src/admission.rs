@@ -1,0 +1,597 @@
+//! AdmissionReview in, AdmissionReview out: the webhook's logic without HTTP.
+//!
+//! [`Reviewer::review`] decodes an `admission.k8s.io/v1` AdmissionReview, judges the object with
+//! the engine and answers with kube-core's [`AdmissionResponse`]. It is synchronous and does no
+//! I/O, so the router tests, the fuzzer and `hostgate mutate` exercise exactly what the server
+//! runs.
+//!
+//! - `/validate` judges the final object. Pods: CREATE, significant UPDATEs, and the
+//!   `ephemeralcontainers` subresource; workload kinds: their pod template, as the mutating
+//!   webhook would default the pods it creates. An admitted HostProcess pod must carry an
+//!   approval that verifies and matches it. Enforce findings deny (403), Warn findings become
+//!   `warnings`, Audit findings `auditAnnotations`.
+//! - `/mutate` defaults HostProcess Pods, signs an approval for those a policy admits, and
+//!   removes any approval it did not sign; the answer is an RFC 6902 patch. It never denies on
+//!   policy grounds: `/validate` decides.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::approval::{self, ApprovedPod, SigningIdentity, TrustStore};
+use crate::decision::{Decision, Finding};
+use crate::defaults::{self, Change};
+use crate::engine::{EvalContext, evaluate};
+use crate::object::{Kind, Workload};
+use crate::policy::{Mode, PolicySet};
+use crate::rules::ids;
+use crate::rules::structural::StructuralOptions;
+
+/// `apiVersion` of the reviews hostgate speaks.
+pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+/// `kind` of a review.
+pub const REVIEW_KIND: &str = "AdmissionReview";
+/// The subresource through which ephemeral containers are added.
+pub const EPHEMERAL_SUBRESOURCE: &str = "ephemeralcontainers";
+
+/// Which webhook is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /validate`
+    Validate,
+    /// `POST /mutate`
+    Mutate,
+}
+
+impl Endpoint {
+    /// The endpoint's name, for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// A body that is not a well-formed `admission.k8s.io/v1` AdmissionReview request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedReview(pub String);
+
+/// Namespace labels, for `namespaceSelector`.
+pub trait NamespaceLabels {
+    /// The labels of `namespace`, if known.
+    fn labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>>;
+}
+
+/// No namespace labels known (only `kubernetes.io/metadata.name` is).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLabels;
+
+impl NamespaceLabels for NoLabels {
+    fn labels(&self, _: &str) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+}
+
+impl NamespaceLabels for BTreeMap<String, BTreeMap<String, String>> {
+    fn labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.get(namespace)
+    }
+}
+
+/// Everything a review needs besides the request.
+pub struct Reviewer<'a> {
+    /// The policies in force.
+    pub policies: &'a PolicySet,
+    /// Namespace labels.
+    pub namespaces: &'a dyn NamespaceLabels,
+    /// Signs approvals on `/mutate`; `None` disables approvals altogether.
+    pub signer: Option<&'a SigningIdentity>,
+    /// Keys whose approvals `/validate` accepts (the signer's own, plus any being rotated out).
+    pub trust: Option<&'a TrustStore>,
+    /// kube-apiserver `--allow-privileged`.
+    pub allow_privileged: bool,
+    /// Issue time for approvals, seconds since the Unix epoch.
+    pub now: u64,
+}
+
+impl std::fmt::Debug for Reviewer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reviewer")
+            .field("policies", &self.policies.len())
+            .field("signer", &self.signer)
+            .field("allow_privileged", &self.allow_privileged)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a request, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Allowed after judgement.
+    Allowed,
+    /// Allowed with warnings.
+    Warned,
+    /// Denied.
+    Denied,
+    /// Not judged: another kind, a subresource hostgate ignores, DELETE, an insignificant update.
+    Skipped,
+}
+
+impl Verdict {
+    /// The verdict's name, for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Warned => "warned",
+            Verdict::Denied => "denied",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// A review's answer and what to record about it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The response to wrap in an AdmissionReview.
+    pub response: AdmissionResponse,
+    /// Request uid.
+    pub uid: String,
+    /// Object kind (`Pod`, `DaemonSet`, …).
+    pub kind: String,
+    /// Namespace of the request.
+    pub namespace: String,
+    /// Object name (may be empty for generated names).
+    pub name: String,
+    /// `CREATE`, `UPDATE`, …
+    pub operation: &'static str,
+    /// Subresource, if any.
+    pub sub_resource: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The policy that admitted the HostProcess pod.
+    pub policy: Option<String>,
+    /// Rule ids of every finding with its action (`deny`, `warn`, `audit`).
+    pub findings: Vec<(&'static str, &'static str)>,
+    /// Whether `/mutate` returned a patch.
+    pub mutated: bool,
+    /// Whether `/mutate` signed an approval.
+    pub signed: bool,
+}
+
+impl Outcome {
+    /// The AdmissionReview response body.
+    pub fn to_json(&self) -> Vec<u8> {
+        response_json(&self.response)
+    }
+}
+
+/// The wire form of a response. kube-core serializes `patch` (a `Vec<u8>`) as an array of
+/// numbers (kube-rs/kube#1781), but the apiserver decodes it as Go `[]byte`, which JSON carries
+/// as a base64 string; so the envelope is written here, from kube-core's own response type.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: WireResponse<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a Vec<String>>,
+}
+
+/// Serializes a response as an `admission.k8s.io/v1` AdmissionReview.
+pub fn response_json(r: &AdmissionResponse) -> Vec<u8> {
+    use base64::Engine as _;
+    let patch = r
+        .patch
+        .as_deref()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let wire = WireReview {
+        api_version: REVIEW_API_VERSION,
+        kind: REVIEW_KIND,
+        response: WireResponse {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: &r.result,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_ref(),
+        },
+    };
+    // Plain data: serialization cannot fail.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// The request, with the objects left as raw JSON until the kind is known.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    #[serde(default)]
+    object: Option<Box<RawValue>>,
+    #[serde(default)]
+    old_object: Option<Box<RawValue>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+struct RawReview {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<Box<RawValue>>,
+}
+
+/// Decodes a review body into its request. Errors describe what is wrong for the 400 answer.
+fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest), MalformedReview> {
+    let bad = |m: String| MalformedReview(m);
+    if body.is_empty() {
+        return Err(bad("empty body: expected an AdmissionReview".to_owned()));
+    }
+    let review: RawReview = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("body is not an AdmissionReview: {e}")))?;
+    match (review.api_version.as_deref(), review.kind.as_deref()) {
+        (Some(REVIEW_API_VERSION), Some(REVIEW_KIND)) => {}
+        (v, k) => {
+            return Err(bad(format!(
+                "expected apiVersion {REVIEW_API_VERSION:?} and kind {REVIEW_KIND:?}, found {:?} and {:?}",
+                v.unwrap_or(""),
+                k.unwrap_or("")
+            )));
+        }
+    }
+    let raw = review
+        .request
+        .ok_or_else(|| bad("the AdmissionReview has no request".to_owned()))?;
+    let request: RawRequest =
+        serde_json::from_str(raw.get()).map_err(|e| bad(format!("request: {e}")))?;
+    if request.uid.is_empty() {
+        return Err(bad("request.uid is empty".to_owned()));
+    }
+    let types = TypeMeta {
+        api_version: REVIEW_API_VERSION.to_owned(),
+        kind: REVIEW_KIND.to_owned(),
+    };
+    Ok((types, request))
+}
+
+/// The judged kind of a request's GVK, if hostgate judges it.
+fn judged_kind(gvk: &GroupVersionKind) -> Option<Kind> {
+    let kind = Kind::from_name(&gvk.kind)?;
+    let (group, version) = match kind.api_version().split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", kind.api_version()),
+    };
+    (gvk.group == group && gvk.version == version).then_some(kind)
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+impl Reviewer<'_> {
+    /// Reviews one AdmissionReview body.
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, MalformedReview> {
+        let (types, raw) = decode(body)?;
+        let request = AdmissionRequest::<DynamicObject> {
+            types,
+            uid: raw.uid.clone(),
+            kind: raw.kind.clone(),
+            resource: raw.resource.clone(),
+            sub_resource: raw.sub_resource.clone(),
+            request_kind: raw.request_kind.clone(),
+            request_resource: raw.request_resource.clone(),
+            request_sub_resource: raw.request_sub_resource.clone(),
+            name: raw.name.clone(),
+            namespace: raw.namespace.clone(),
+            operation: raw.operation.clone(),
+            user_info: raw.user_info.clone(),
+            object: None,
+            old_object: None,
+            dry_run: raw.dry_run,
+            options: None,
+        };
+        let mut outcome = Outcome {
+            response: AdmissionResponse::from(&request),
+            uid: raw.uid.clone(),
+            kind: raw.kind.kind.clone(),
+            namespace: raw.namespace.clone().unwrap_or_default(),
+            name: raw.name.clone(),
+            operation: operation_name(&raw.operation),
+            sub_resource: raw.sub_resource.clone(),
+            verdict: Verdict::Skipped,
+            policy: None,
+            findings: Vec::new(),
+            mutated: false,
+            signed: false,
+        };
+
+        let Some(kind) = judged_kind(&raw.kind) else {
+            return Ok(outcome);
+        };
+        let subresource = raw.sub_resource.as_deref();
+        let ephemeral = kind == Kind::Pod && subresource == Some(EPHEMERAL_SUBRESOURCE);
+        let judged_operation = matches!(raw.operation, Operation::Create | Operation::Update);
+        if !judged_operation || (subresource.is_some() && !ephemeral) {
+            return Ok(outcome);
+        }
+        let object = raw.object.as_deref().ok_or_else(|| {
+            MalformedReview(format!(
+                "request.object is missing for {}",
+                outcome.operation
+            ))
+        })?;
+        let mut workload = Workload::from_json(kind, object.get())
+            .map_err(|e| MalformedReview(format!("request.object: {e}")))?;
+        if outcome.name.is_empty() {
+            outcome.name = workload.name().to_owned();
+        }
+        let namespace = raw
+            .namespace
+            .clone()
+            .or_else(|| workload.namespace().map(str::to_owned))
+            .unwrap_or_else(|| "default".to_owned());
+        outcome.namespace.clone_from(&namespace);
+
+        if kind == Kind::Pod && matches!(raw.operation, Operation::Update) && !ephemeral {
+            let old = raw
+                .old_object
+                .as_deref()
+                .map(|o| Workload::from_json(kind, o.get()))
+                .transpose()
+                .map_err(|e| MalformedReview(format!("request.oldObject: {e}")))?;
+            if let Some(old) = old
+                && !significant_update(&old, &workload, &namespace)
+            {
+                return Ok(outcome);
+            }
+        }
+
+        let ctx = EvalContext {
+            namespace: &namespace,
+            namespace_labels: self.namespaces.labels(&namespace),
+            structural: StructuralOptions {
+                allow_privileged: self.allow_privileged,
+                create: matches!(raw.operation, Operation::Create),
+            },
+        };
+        match endpoint {
+            Endpoint::Validate => self.validate(&mut outcome, kind, &mut workload, &ctx),
+            Endpoint::Mutate => {
+                if kind == Kind::Pod && !ephemeral {
+                    self.mutate(&mut outcome, workload, &ctx)?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn validate(
+        &self,
+        outcome: &mut Outcome,
+        kind: Kind,
+        workload: &mut Workload,
+        ctx: &EvalContext<'_>,
+    ) {
+        let mut decision = if kind == Kind::Pod {
+            match workload.pod() {
+                Some(view) => evaluate(self.policies, &view, ctx),
+                None => return,
+            }
+        } else {
+            // Pods of this template are defaulted by /mutate before they are judged.
+            defaults::default_workload(self.policies, workload, ctx).decision
+        };
+        if kind == Kind::Pod
+            && decision.allowed
+            && decision.host_process
+            && let (Some(trust), Some(view)) = (self.trust, workload.pod())
+            && let Err(e) = trust.verify_pod(&view, ctx.namespace)
+        {
+            let rule = match e {
+                approval::ApprovalError::Mismatch(_) => ids::APPROVAL_MISMATCH,
+                _ => ids::APPROVAL_INVALID,
+            };
+            decision.denials.push(Finding::new(
+                rule,
+                format!("metadata.annotations[{}]", approval::ANNOTATION),
+                format!("{e}; the pod must pass hostgate's mutating webhook last (reinvocationPolicy: IfNeeded)"),
+            ));
+            decision.allowed = false;
+            decision.policy = None;
+        }
+        apply_decision(outcome, &decision);
+    }
+
+    fn mutate(
+        &self,
+        outcome: &mut Outcome,
+        mut workload: Workload,
+        ctx: &EvalContext<'_>,
+    ) -> Result<(), MalformedReview> {
+        let before = workload.to_value();
+        let defaulted = defaults::default_workload(self.policies, &mut workload, ctx);
+        let Workload::Pod(pod) = &mut workload else {
+            return Ok(());
+        };
+        let decision = &defaulted.decision;
+        let sign = decision.allowed && decision.host_process;
+        let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        match (self.signer, sign, decision.policy.as_deref()) {
+            (Some(signer), true, Some(policy)) => {
+                let view = crate::pod::PodView::new(
+                    pod.spec
+                        .as_ref()
+                        .ok_or_else(|| MalformedReview("pod has no spec".to_owned()))?,
+                    None,
+                    crate::pod::SpecPath::POD,
+                );
+                let value = signer.sign(
+                    ApprovedPod::describe(&view, ctx.namespace),
+                    policy,
+                    self.now,
+                );
+                annotations.insert(approval::ANNOTATION.to_owned(), value);
+                outcome.signed = true;
+            }
+            _ => {
+                // Never let a user-supplied approval through.
+                annotations.remove(approval::ANNOTATION);
+            }
+        }
+        if annotations.is_empty() {
+            pod.metadata.annotations = None;
+        }
+        let after = workload.to_value();
+        let patch = json_patch::diff(&before, &after);
+        if !patch.0.is_empty() {
+            outcome.response = outcome
+                .response
+                .clone()
+                .with_patch(patch)
+                .map_err(|e| MalformedReview(format!("patch: {e}")))?;
+            outcome.mutated = true;
+        }
+        outcome.policy = defaulted.policy.as_deref().map(str::to_owned);
+        outcome.verdict = Verdict::Allowed;
+        if !defaulted.changes.is_empty() {
+            outcome
+                .response
+                .audit_annotations
+                .insert("defaulted".to_owned(), changes_summary(&defaulted.changes));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a pod update changes what hostgate judges: the approved fields, the privileged
+/// annotations, the approval itself or the ephemeral containers. Label changes and the like are
+/// not re-judged (as Pod Security Admission does).
+fn significant_update(old: &Workload, new: &Workload, namespace: &str) -> bool {
+    let (Some(a), Some(b)) = (old.pod(), new.pod()) else {
+        return true;
+    };
+    let approval_of = |v: &crate::pod::PodView<'_>| {
+        v.annotations()
+            .and_then(|m| m.get(approval::ANNOTATION))
+            .cloned()
+    };
+    ApprovedPod::describe(&a, namespace) != ApprovedPod::describe(&b, namespace)
+        || approval_of(&a) != approval_of(&b)
+        || a.spec.ephemeral_containers != b.spec.ephemeral_containers
+}
+
+fn changes_summary(changes: &[Change]) -> String {
+    let mut s = String::new();
+    for (i, c) in changes.iter().enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        let _ = write!(s, "{}: {}", c.path, c.description);
+    }
+    s
+}
+
+fn action(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "deny",
+        Mode::Warn => "warn",
+        Mode::Audit => "audit",
+    }
+}
+
+/// Turns a decision into the response fields and the outcome's record.
+fn apply_decision(outcome: &mut Outcome, d: &Decision) {
+    outcome.findings = d
+        .denials
+        .iter()
+        .map(|f| (f.rule, action(Mode::Enforce)))
+        .chain(d.warnings.iter().map(|f| (f.rule, action(Mode::Warn))))
+        .chain(d.audits.iter().map(|f| (f.rule, action(Mode::Audit))))
+        .collect();
+    outcome.policy = d.policy.as_deref().map(str::to_owned);
+    let r = &mut outcome.response;
+    if !d.allowed {
+        let mut msg = String::from("hostgate denied the request: ");
+        for (i, f) in d.denials.iter().enumerate() {
+            if i > 0 {
+                msg.push_str("; ");
+            }
+            let _ = write!(msg, "{f}");
+        }
+        let mut denied = r.clone().deny(msg);
+        denied.result.code = 403;
+        denied.result.reason = "Forbidden".to_owned();
+        *r = denied;
+        outcome.verdict = Verdict::Denied;
+    } else if d.warnings.is_empty() {
+        outcome.verdict = Verdict::Allowed;
+    } else {
+        r.warnings = Some(
+            d.warnings
+                .iter()
+                .map(|f| format!("hostgate: {f}"))
+                .collect(),
+        );
+        outcome.verdict = Verdict::Warned;
+    }
+    let audit: &mut HashMap<String, String> = &mut r.audit_annotations;
+    if let Some(policy) = &d.policy
+        && d.host_process
+    {
+        audit.insert("admitted-by".to_owned(), policy.to_string());
+    }
+    if !d.audits.is_empty() {
+        let mut text = String::new();
+        for (i, f) in d.audits.iter().enumerate() {
+            if i > 0 {
+                text.push_str("; ");
+            }
+            let _ = write!(text, "{f}");
+        }
+        audit.insert("audit-violations".to_owned(), text);
+    }
+}

@@ -1,0 +1,330 @@
+//! `hostgate serve`: the HTTPS admission webhook.
+//!
+//! [`Server::bind`] loads TLS and the first policy set and binds the listener; [`Server::run`]
+//! accepts connections until the shutdown future completes, then drains: readiness flips to false
+//! first, new connections are still accepted for `shutdown_delay` (endpoints take a moment to
+//! drop the pod), then the listener closes and in-flight reviews get `shutdown_timeout` to finish.
+//! A background task polls the policy directories and the TLS files every `reload_interval` and
+//! swaps in what changed; a bad policy set or certificate is logged and counted, and the last
+//! good one stays in force.
+
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::approval::{KeyError, SigningIdentity, TrustStore};
+use crate::policy::load::{fingerprint, load_paths};
+use routes::Limits;
+use state::AppState;
+use tls::{TlsContents, TlsError, TlsFiles};
+
+/// Everything `hostgate serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Serving certificate, key and optional client CA.
+    pub tls: TlsFiles,
+    /// Policy files and directories.
+    pub policies: Vec<PathBuf>,
+    /// Private key that signs approvals; `None` disables approvals.
+    pub signing_key: Option<PathBuf>,
+    /// Further public keys whose approvals `/validate` accepts (key rotation).
+    pub trust_keys: Option<PathBuf>,
+    /// kube-apiserver `--allow-privileged`.
+    pub allow_privileged: bool,
+    /// Request limits.
+    pub limits: Limits,
+    /// How often policies and certificates are checked for changes.
+    pub reload_interval: Duration,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// After the shutdown signal, how long to keep accepting while readiness is false.
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests get to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// A configuration with the defaults of the command line.
+    pub fn new(bind: SocketAddr, tls: TlsFiles, policies: Vec<PathBuf>) -> Self {
+        ServeConfig {
+            bind,
+            tls,
+            policies,
+            signing_key: None,
+            trust_keys: None,
+            allow_privileged: true,
+            limits: Limits::default(),
+            reload_interval: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            shutdown_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The signing or trust keys could not be read.
+    #[error("approval keys: {0}")]
+    Keys(#[from] KeyError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, configured webhook server.
+#[derive(Debug)]
+pub struct Server {
+    config: ServeConfig,
+    state: Arc<AppState>,
+    tls: Arc<ArcSwap<ServerConfig>>,
+    tls_contents: TlsContents,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Loads keys, TLS and policies, and binds the listener. A policy set that does not load is
+    /// not fatal: the server starts unready and keeps retrying.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
+        let signer = config
+            .signing_key
+            .as_deref()
+            .map(SigningIdentity::from_pem_file)
+            .transpose()?;
+        let trust = config
+            .trust_keys
+            .as_deref()
+            .map(TrustStore::load_dir)
+            .transpose()?;
+        if let Some(s) = &signer {
+            tracing::info!(kid = s.kid(), "signing approvals");
+        } else {
+            tracing::warn!("no --signing-key: approvals are neither signed nor verified");
+        }
+        let state = Arc::new(AppState::new(signer, trust, config.allow_privileged));
+
+        let tls_contents = config.tls.read()?;
+        let (server_config, expiry) = config.tls.build(&tls_contents)?;
+        state.metrics.certificate_expiry.set(expiry as f64);
+        state.set_tls_ready();
+
+        load_policies(&state, &config.policies);
+
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        Ok(Server {
+            config,
+            state,
+            tls: Arc::new(ArcSwap::new(server_config)),
+            tls_contents,
+            listener,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            config,
+            state,
+            tls,
+            tls_contents,
+            listener,
+        } = self;
+        let reloader = tokio::spawn(reload_loop(
+            config.clone(),
+            Arc::clone(&state),
+            Arc::clone(&tls),
+            tls_contents,
+        ));
+        let router = routes::router(Arc::clone(&state), config.limits);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .keep_alive(true)
+            .header_read_timeout(Some(config.limits.request_timeout));
+        builder.http2().max_concurrent_streams(Some(256));
+        let builder = Arc::new(builder);
+
+        tokio::pin!(shutdown);
+        let mut drain_deadline = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                () = &mut shutdown, if !draining => {
+                    tracing::info!(delay = ?config.shutdown_delay, "shutdown requested: readiness is now false");
+                    state.begin_shutdown();
+                    draining = true;
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_delay);
+                }
+                () = &mut drain_deadline, if draining => break,
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                        tracing::warn!(%peer, "connection limit reached; closing the new connection");
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+                    let watcher = graceful.watcher();
+                    let service = TowerToHyperService::new(router.clone());
+                    let builder = Arc::clone(&builder);
+                    let handshake_timeout = config.handshake_timeout;
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection closed with an error");
+                        }
+                    });
+                }
+            }
+        }
+        drop(listener);
+        reloader.abort();
+        let open = graceful.count();
+        tracing::info!(open, timeout = ?config.shutdown_timeout, "draining connections");
+        if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout elapsed with requests still in flight");
+        }
+    }
+}
+
+/// Loads the policy set once; on success installs it, on failure logs, counts, and keeps the
+/// last good set.
+fn load_policies(state: &AppState, paths: &[PathBuf]) {
+    match load_paths(paths) {
+        Ok(set) => {
+            let count = set.len();
+            let generation = state.install_policies(set, Default::default());
+            tracing::info!(policies = count, generation, "policy set loaded");
+        }
+        Err(errors) => {
+            state.metrics.policy_reload_errors.inc();
+            for e in &errors.0 {
+                tracing::error!(error = %e, "policy rejected; the last good policy set stays in force");
+            }
+        }
+    }
+}
+
+async fn reload_loop(
+    config: ServeConfig,
+    state: Arc<AppState>,
+    tls: Arc<ArcSwap<ServerConfig>>,
+    mut tls_contents: TlsContents,
+) {
+    // Reload only when the files change; a set that failed is not retried (nor counted again)
+    // until it changes.
+    let mut attempted = fingerprint(&config.policies);
+    let mut ticker = tokio::time::interval(config.reload_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let print = fingerprint(&config.policies);
+        if print != attempted {
+            attempted = print;
+            load_policies(&state, &config.policies);
+        }
+        // A kubelet Secret update swaps both files at once; a read that straddles the swap sees
+        // a mismatched pair, so a failed build is retried once before it counts.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = config.tls.read().and_then(|contents| {
+                if contents == tls_contents {
+                    return Ok(None);
+                }
+                let built = config.tls.build(&contents)?;
+                Ok(Some((contents, built)))
+            });
+            match result {
+                Ok(None) => {}
+                Ok(Some((contents, (server_config, expiry)))) => {
+                    tls.store(server_config);
+                    state.metrics.certificate_expiry.set(expiry as f64);
+                    state.metrics.certificate_reloads.inc();
+                    tls_contents = contents;
+                    tracing::info!("serving certificate reloaded");
+                }
+                Err(_) if attempt == 1 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => {
+                    state.metrics.certificate_reload_errors.inc();
+                    tracing::error!(error = %e, "certificate reload failed; the last good certificate stays in use");
+                }
+            }
+            break;
+        }
+    }
+}

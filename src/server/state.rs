@@ -1,0 +1,170 @@
+//! Shared state of the webhook: the policy set in force (swapped atomically), the signing key,
+//! readiness and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+
+use super::metrics::Metrics;
+use crate::admission::{Endpoint, MalformedReview, Outcome, Reviewer};
+use crate::approval::{SigningIdentity, TrustStore};
+use crate::policy::PolicySet;
+
+/// An immutable policy snapshot: what one review sees from start to end.
+#[derive(Debug, Default)]
+pub struct PolicyState {
+    /// The policies.
+    pub set: PolicySet,
+    /// Labels per namespace, for `namespaceSelector`.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Increments with every successful load.
+    pub generation: u64,
+}
+
+/// Why a review could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The body is not a well-formed review (400).
+    #[error(transparent)]
+    Malformed(#[from] MalformedReview),
+    /// No policy set has been loaded yet (503).
+    #[error("no policy set is loaded yet")]
+    NotReady,
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    policies: ArcSwapOption<PolicyState>,
+    signer: Option<SigningIdentity>,
+    trust: Option<TrustStore>,
+    allow_privileged: bool,
+    shutting_down: AtomicBool,
+    tls_ready: AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// New state with no policies yet.
+    pub fn new(
+        signer: Option<SigningIdentity>,
+        extra_trust: Option<TrustStore>,
+        allow_privileged: bool,
+    ) -> Self {
+        let trust = signer.as_ref().map(|s| {
+            let mut store = extra_trust.unwrap_or_default();
+            store.add(s.verifying_key());
+            store
+        });
+        AppState {
+            policies: ArcSwapOption::empty(),
+            signer,
+            trust,
+            allow_privileged,
+            shutting_down: AtomicBool::new(false),
+            tls_ready: AtomicBool::new(false),
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Installs a new policy set; returns its generation.
+    pub fn install_policies(
+        &self,
+        set: PolicySet,
+        namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> u64 {
+        let generation = self
+            .policies
+            .load()
+            .as_ref()
+            .map_or(1, |p| p.generation + 1);
+        let count = set.len();
+        self.policies.store(Some(Arc::new(PolicyState {
+            set,
+            namespaces,
+            generation,
+        })));
+        self.metrics
+            .policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.metrics
+            .policies
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.metrics.policy_last_load.set(unix_now_f64());
+        generation
+    }
+
+    /// The policy snapshot in force.
+    pub fn policies(&self) -> Option<Arc<PolicyState>> {
+        self.policies.load_full()
+    }
+
+    /// Marks the TLS configuration as loaded.
+    pub fn set_tls_ready(&self) {
+        self.tls_ready.store(true, Ordering::Release);
+    }
+
+    /// Readiness flips to false first on shutdown.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Ready: policies loaded, TLS configured, not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.policies.load().is_some()
+            && self.tls_ready.load(Ordering::Acquire)
+            && !self.is_shutting_down()
+    }
+
+    /// Reviews one body and records metrics.
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, ReviewError> {
+        let start = Instant::now();
+        let Some(policies) = self.policies() else {
+            self.metrics
+                .record_failure(endpoint, "unavailable", start.elapsed());
+            return Err(ReviewError::NotReady);
+        };
+        let reviewer = Reviewer {
+            policies: &policies.set,
+            namespaces: &policies.namespaces,
+            signer: self.signer.as_ref(),
+            trust: self.trust.as_ref(),
+            allow_privileged: self.allow_privileged,
+            now: unix_now(),
+        };
+        match reviewer.review(endpoint, body) {
+            Ok(outcome) => {
+                self.metrics.record(endpoint, &outcome, start.elapsed());
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics
+                    .record_failure(endpoint, "malformed", start.elapsed());
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
