@@ -1,4 +1,21 @@
 //! hostgate node agent: runs approved Windows HostProcess containers as job objects
 //! (cgroups on Linux).
+//!
+//! The pieces, from the bottom up:
+//!
+//! * [`job`]: a job (Win32 job object / cgroup) with limits that dies as a whole;
+//! * [`container`]: run one container in a job (sandbox, environment, mounts, logs, stop),
+//!   with no knowledge of pods;
+//! * [`verify`]: check an approval against what is about to run, a whole pod or one
+//!   container's runtime view (what a containerd shim sees);
+//! * [`kubelet`]: the kubelet's own rules (`$(VAR)` expansion, limits → runtime resources);
+//! * [`pod`]: the static pod runner behind `hostgate-agent run`, composed from the above;
+//! * [`cli`]: the command line.
 
+pub mod cli;
+pub mod container;
 pub mod job;
+pub mod kubelet;
+pub mod pod;
+pub mod stop;
+pub mod verify;

@@ -1,0 +1,2 @@
+//! Placeholder until the runner benchmark lands.
+fn main() {}
