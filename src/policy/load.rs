@@ -410,3 +410,19 @@ spec:
         assert!(err.to_string().contains("defined more than once"), "{err}");
     }
 }
+#[cfg(test)]
+mod fingerprint_tests {
+    #[test]
+    fn fingerprint_changes_with_contents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("policies");
+        std::fs::create_dir_all(&p).expect("mkdir");
+        std::fs::write(p.join("a.yaml"), "a").expect("write");
+        let one = super::fingerprint(&[&p]);
+        std::fs::write(p.join("b.yaml"), "b").expect("write");
+        let two = super::fingerprint(&[&p]);
+        assert_ne!(one, two);
+        std::fs::write(p.join("b.yaml"), "c").expect("write");
+        assert_ne!(two, super::fingerprint(&[&p]));
+    }
+}

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
@@ -109,6 +109,7 @@ pub struct Server {
     state: Arc<AppState>,
     tls: Arc<ArcSwap<ServerConfig>>,
     tls_contents: TlsContents,
+    policy_fingerprint: u64,
     listener: TcpListener,
 }
 
@@ -138,6 +139,8 @@ impl Server {
         state.metrics.certificate_expiry.set(expiry as f64);
         state.set_tls_ready();
 
+        // Fingerprint before loading, so a change during the load is noticed by the first poll.
+        let policy_fingerprint = fingerprint(&config.policies);
         load_policies(&state, &config.policies);
 
         let listener =
@@ -152,6 +155,7 @@ impl Server {
             state,
             tls: Arc::new(ArcSwap::new(server_config)),
             tls_contents,
+            policy_fingerprint,
             listener,
         })
     }
@@ -173,6 +177,7 @@ impl Server {
             state,
             tls,
             tls_contents,
+            policy_fingerprint,
             listener,
         } = self;
         let reloader = tokio::spawn(reload_loop(
@@ -180,6 +185,7 @@ impl Server {
             Arc::clone(&state),
             Arc::clone(&tls),
             tls_contents,
+            policy_fingerprint,
         ));
         let router = routes::router(Arc::clone(&state), config.limits);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -187,9 +193,13 @@ impl Server {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
+            .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(Some(config.limits.request_timeout));
-        builder.http2().max_concurrent_streams(Some(256));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(Some(256));
         let builder = Arc::new(builder);
 
         tokio::pin!(shutdown);
@@ -280,10 +290,10 @@ async fn reload_loop(
     state: Arc<AppState>,
     tls: Arc<ArcSwap<ServerConfig>>,
     mut tls_contents: TlsContents,
+    mut attempted: u64,
 ) {
     // Reload only when the files change; a set that failed is not retried (nor counted again)
     // until it changes.
-    let mut attempted = fingerprint(&config.policies);
     let mut ticker = tokio::time::interval(config.reload_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -292,6 +302,8 @@ async fn reload_loop(
         let print = fingerprint(&config.policies);
         if print != attempted {
             attempted = print;
+            // Fingerprint before loading, so a change during the load is noticed by the first poll.
+            let policy_fingerprint = fingerprint(&config.policies);
             load_policies(&state, &config.policies);
         }
         // A kubelet Secret update swaps both files at once; a read that straddles the swap sees

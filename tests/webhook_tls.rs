@@ -1,0 +1,552 @@
+//! The webhook over real TLS on 127.0.0.1: handshakes, protocol versions, certificate rotation by
+//! a kubelet-style `..data` symlink swap under load, client-certificate authentication, policy
+//! reload, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hostgate::server::tls::{TlsFiles, generate_self_signed};
+use hostgate::server::{ServeConfig, Server};
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A running server and the means to stop it.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<hostgate::server::state::AppState>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops")
+            .expect("server task");
+    }
+}
+
+async fn start(config: ServeConfig) -> Running {
+    let server = Server::bind(config).await.expect("server binds");
+    let addr = server.local_addr().expect("addr");
+    let state = server.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        stop: Some(tx),
+        task,
+        state,
+    }
+}
+
+fn config(tls: TlsFiles, policies: PathBuf) -> ServeConfig {
+    let mut c = ServeConfig::new("127.0.0.1:0".parse().expect("addr"), tls, vec![policies]);
+    c.reload_interval = Duration::from_millis(50);
+    c.shutdown_delay = Duration::from_millis(0);
+    c.shutdown_timeout = Duration::from_secs(5);
+    c
+}
+
+fn roots(ca: &Path) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    roots
+}
+
+fn client_config(
+    ca: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots(ca));
+    let config = match client_cert {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// One request on a new TLS connection; returns the status, the body and the server's leaf.
+async fn request(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>, Vec<u8>), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let stream = connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body, leaf))
+}
+
+fn review_body() -> Vec<u8> {
+    std::fs::read(data(
+        "admissionreview/pod-create-hostprocess-valid.validating.json",
+    ))
+    .expect("fixture")
+}
+
+#[tokio::test]
+async fn handshake_review_and_protocol_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let server = start(config(tls.files.clone(), data("webhook/policies"))).await;
+
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let client = client_config(&tls.ca, versions, None);
+        let (status, body, _) = request(server.addr, client.clone(), "GET", "/readyz", vec![])
+            .await
+            .expect("readyz");
+        assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+        let (status, body, _) = request(server.addr, client, "POST", "/validate", review_body())
+            .await
+            .expect("review");
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert!(v["response"]["uid"].is_string());
+    }
+    server.stop().await;
+}
+
+/// A TLS 1.1 ClientHello is answered with an alert, never a ServerHello.
+#[tokio::test]
+async fn tls_1_1_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let server = start(config(tls.files.clone(), data("webhook/policies"))).await;
+
+    // ClientHello: version 3.2 (TLS 1.1), no extensions, two TLS 1.0/1.1 cipher suites.
+    let mut hello = vec![0x03, 0x02];
+    hello.extend_from_slice(&[0x11; 32]); // random
+    hello.push(0); // session id
+    hello.extend_from_slice(&[0x00, 0x04, 0x00, 0x2f, 0x00, 0x35]); // AES128-SHA, AES256-SHA
+    hello.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x02];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(&record).await.expect("send hello");
+    let mut reply = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut reply))
+        .await
+        .expect("server answers")
+        .unwrap_or(0);
+    assert!(
+        n == 0 || reply[0] == 0x15,
+        "expected an alert or a closed connection, got {:?}",
+        &reply[..n]
+    );
+    if n >= 7 {
+        assert_eq!(reply[5], 2, "fatal alert");
+        // protocol_version (70) or handshake_failure (40): either way no TLS 1.1 session.
+        assert!([40, 70].contains(&reply[6]), "alert {}", reply[6]);
+    }
+    server.stop().await;
+}
+
+/// The kubelet updates a mounted Secret by writing a new `..<timestamp>` directory and renaming
+/// a new `..data` symlink over the old one; `tls.crt` and `tls.key` are symlinks into `..data`.
+fn kubelet_secret(dir: &Path, generation: &str, source: &TlsFiles) {
+    let target = dir.join(format!("..{generation}"));
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::copy(&source.cert, target.join("tls.crt")).expect("copy cert");
+    std::fs::copy(&source.key, target.join("tls.key")).expect("copy key");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{generation}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
+    for name in ["tls.crt", "tls.key"] {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).expect("link");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_swap_by_symlink_under_load_loses_no_request() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    // Two serving certificates from two CAs; the client trusts both.
+    let first = generate_self_signed(&keys.path().join("a"), &[]).expect("first");
+    let second = generate_self_signed(&keys.path().join("b"), &[]).expect("second");
+    let both = keys.path().join("both-ca.crt");
+    let mut pem = std::fs::read(&first.ca).expect("ca a");
+    pem.extend(std::fs::read(&second.ca).expect("ca b"));
+    std::fs::write(&both, pem).expect("bundle");
+    let new_leaf = CertificateDer::from_pem_file(&second.files.cert)
+        .expect("leaf b")
+        .as_ref()
+        .to_vec();
+
+    let secret = keys.path().join("secret");
+    std::fs::create_dir_all(&secret).expect("mkdir");
+    kubelet_secret(&secret, "2026_11_26_01", &first.files);
+    let files = TlsFiles {
+        cert: secret.join("tls.crt"),
+        key: secret.join("tls.key"),
+        client_ca: None,
+    };
+    let server = start(config(files, data("webhook/policies"))).await;
+    let client = client_config(
+        &both,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        None,
+    );
+
+    // A steady stream: 4 clients, each a new connection per request, for 2 s; the swap happens
+    // after 0.7 s.
+    let stop_at = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let client = Arc::clone(&client);
+        let addr = server.addr;
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while tokio::time::Instant::now() < stop_at {
+                match request(
+                    addr,
+                    Arc::clone(&client),
+                    "POST",
+                    "/validate",
+                    review_body(),
+                )
+                .await
+                {
+                    Ok((200, _, _)) => ok += 1,
+                    Ok((status, body, _)) => {
+                        failed.push(format!("{status} {}", String::from_utf8_lossy(&body)))
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kubelet_secret(&secret, "2026_11_26_02", &second.files);
+
+    let mut total = 0;
+    for c in clients {
+        let (ok, failed) = c.await.expect("client");
+        assert!(
+            failed.is_empty(),
+            "failed requests during the swap: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 50, "only {total} requests made it");
+    // New connections now get the new certificate.
+    let (_, _, leaf) = request(server.addr, client, "GET", "/healthz", vec![])
+        .await
+        .expect("after swap");
+    assert_eq!(
+        leaf, new_leaf,
+        "the server still presents the old certificate"
+    );
+    let metrics = server.state.metrics.encode();
+    assert!(
+        metrics.contains("hostgate_tls_reloads_total 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// A CA and a client certificate signed by it.
+fn client_identity(
+    dir: &Path,
+    name: &str,
+) -> (
+    PathBuf,
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("client cert");
+    let ca_path = dir.join(format!("{name}-ca.crt"));
+    std::fs::write(&ca_path, ca.pem()).expect("write");
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key der");
+    (ca_path, vec![cert.der().clone()], key)
+}
+
+#[tokio::test]
+async fn client_certificates_are_required_with_a_client_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(&dir.path().join("serving"), &[]).expect("self-signed");
+    let (apiserver_ca, apiserver_chain, apiserver_key) =
+        client_identity(dir.path(), "kube-apiserver");
+    let (_, stranger_chain, stranger_key) = client_identity(dir.path(), "stranger");
+    let mut files = tls.files.clone();
+    files.client_ca = Some(apiserver_ca);
+    let server = start(config(files, data("webhook/policies"))).await;
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+
+    let trusted = client_config(&tls.ca, &versions, Some((apiserver_chain, apiserver_key)));
+    let (status, _, _) = request(server.addr, trusted, "POST", "/validate", review_body())
+        .await
+        .expect("trusted client");
+    assert_eq!(status, 200);
+
+    for (label, client) in [
+        (
+            "no client certificate",
+            client_config(&tls.ca, &versions, None),
+        ),
+        (
+            "certificate from another CA",
+            client_config(&tls.ca, &versions, Some((stranger_chain, stranger_key))),
+        ),
+    ] {
+        let result = request(server.addr, client, "POST", "/validate", review_body()).await;
+        assert!(result.is_err(), "{label}: must be refused, got {result:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn policies_reload_atomically_and_bad_sets_are_kept_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(&dir.path().join("tls"), &[]).expect("self-signed");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    std::fs::copy(
+        data("webhook/policies/test-policies.yaml"),
+        policies.join("p.yaml"),
+    )
+    .expect("copy");
+    let server = start(config(tls.files.clone(), policies.clone())).await;
+    let generation = || server.state.policies().map(|p| p.generation);
+    assert_eq!(generation(), Some(1));
+
+    let wait_for = |want: &'static str| {
+        let state = Arc::clone(&server.state);
+        async move {
+            for _ in 0..200 {
+                if state.metrics.encode().contains(want) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("metric {want} never appeared:\n{}", state.metrics.encode());
+        }
+    };
+    std::fs::write(policies.join("broken.yaml"), "apiVersion: hostgate.io/v1alpha1\nkind: HostProcessPolicy\nmetadata: {name: x}\nspec: {mode: Sometimes}\n")
+        .expect("write");
+    wait_for("hostgate_policy_reload_errors_total 1").await;
+    assert_eq!(generation(), Some(1), "the last good set stays");
+    assert!(server.state.is_ready());
+
+    std::fs::remove_file(policies.join("broken.yaml")).expect("rm");
+    std::fs::write(policies.join("extra.yaml"), "apiVersion: hostgate.io/v1alpha1\nkind: HostProcessPolicy\nmetadata: {name: extra}\nspec: {match: {namespaces: [extra]}}\n").expect("write");
+    wait_for("hostgate_policy_generation 2").await;
+    assert_eq!(server.state.policies().map(|p| p.set.len()), Some(4));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn starts_unready_without_policies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(&dir.path().join("tls"), &[]).expect("self-signed");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    std::fs::write(policies.join("bad.yaml"), "kind: Pod\n").expect("write");
+    let server = start(config(tls.files.clone(), policies.clone())).await;
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+    let (status, _, _) = request(server.addr, client.clone(), "GET", "/readyz", vec![])
+        .await
+        .expect("readyz");
+    assert_eq!(status, 503);
+    let (status, _, _) = request(
+        server.addr,
+        client.clone(),
+        "POST",
+        "/validate",
+        review_body(),
+    )
+    .await
+    .expect("review");
+    assert_eq!(status, 503);
+    std::fs::copy(
+        data("webhook/policies/test-policies.yaml"),
+        policies.join("bad.yaml"),
+    )
+    .expect("fix");
+    for _ in 0..200 {
+        if server.state.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, _) = request(server.addr, client, "GET", "/readyz", vec![])
+        .await
+        .expect("readyz");
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// SIGTERM semantics: readiness flips first, a review in flight completes, then new connections
+/// are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_reviews() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let mut cfg = config(tls.files.clone(), data("webhook/policies"));
+    cfg.shutdown_delay = Duration::from_millis(400);
+    let server = start(cfg).await;
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+
+    // Open a connection and send the headers and half of the body.
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&client))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::StreamBody<_>,
+    >(TokioIo::new(stream))
+    .await
+    .expect("http");
+    tokio::spawn(conn);
+    let body = review_body();
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    let stream_body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let req = Request::post("/validate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(stream_body)
+        .expect("request");
+    let in_flight = tokio::spawn(async move { sender.send_request(req).await });
+    let half = body.len() / 2;
+    tx.send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(
+        &body[..half],
+    ))))
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // SIGTERM.
+    let Running {
+        addr,
+        stop,
+        task,
+        state,
+    } = server;
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!state.is_ready(), "readiness flips first");
+    let (status, _, _) = request(addr, Arc::clone(&client), "GET", "/readyz", vec![])
+        .await
+        .expect("still serving during the delay");
+    assert_eq!(status, 503);
+
+    // Finish the body after the listener has closed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(
+        &body[half..],
+    ))))
+    .await
+    .expect("send");
+    drop(tx);
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("in-flight review completes");
+    assert_eq!(response.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("drains")
+        .expect("task");
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
