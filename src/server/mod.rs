@@ -302,8 +302,6 @@ async fn reload_loop(
         let print = fingerprint(&config.policies);
         if print != attempted {
             attempted = print;
-            // Fingerprint before loading, so a change during the load is noticed by the first poll.
-            let policy_fingerprint = fingerprint(&config.policies);
             load_policies(&state, &config.policies);
         }
         // A kubelet Secret update swaps both files at once; a read that straddles the swap sees
