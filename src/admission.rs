@@ -457,34 +457,13 @@ impl Reviewer<'_> {
         let Workload::Pod(pod) = &mut workload else {
             return Ok(());
         };
-        let decision = &defaulted.decision;
-        let sign = decision.allowed && decision.host_process;
-        let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
-        match (self.signer, sign, decision.policy.as_deref()) {
-            (Some(signer), true, Some(policy)) => {
-                let view = crate::pod::PodView::new(
-                    pod.spec
-                        .as_ref()
-                        .ok_or_else(|| MalformedReview("pod has no spec".to_owned()))?,
-                    None,
-                    crate::pod::SpecPath::POD,
-                );
-                let value = signer.sign(
-                    ApprovedPod::describe(&view, ctx.namespace),
-                    policy,
-                    self.now,
-                );
-                annotations.insert(approval::ANNOTATION.to_owned(), value);
-                outcome.signed = true;
-            }
-            _ => {
-                // Never let a user-supplied approval through.
-                annotations.remove(approval::ANNOTATION);
-            }
-        }
-        if annotations.is_empty() {
-            pod.metadata.annotations = None;
-        }
+        outcome.signed = crate::mutate::approve(
+            pod,
+            &defaulted.decision,
+            self.signer,
+            ctx.namespace,
+            self.now,
+        );
         let after = workload.to_value();
         let patch = json_patch::diff(&before, &after);
         if !patch.0.is_empty() {

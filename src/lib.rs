@@ -14,6 +14,7 @@ pub mod decision;
 pub mod defaults;
 pub mod engine;
 pub mod manifest;
+pub mod mutate;
 pub mod object;
 pub mod pod;
 pub mod policy;
@@ -21,3 +22,5 @@ pub mod quantity;
 pub mod rules;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod telemetry;

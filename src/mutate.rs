@@ -1,0 +1,176 @@
+//! `hostgate mutate`: the offline twin of `/mutate`.
+//!
+//! Each judged object is defaulted exactly as the webhook would; a HostProcess Pod that a policy
+//! admits gets a signed approval when a key is given (so that an admin can approve a static pod
+//! for a node that admission never sees), and any approval hostgate did not sign is removed.
+//! Objects of other kinds pass through unchanged.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::approval::{self, ApprovedPod, SigningIdentity};
+use crate::decision::Decision;
+use crate::defaults::{self, Change};
+use crate::engine::EvalContext;
+use crate::object::{ObjectError, Workload};
+use crate::pod::{PodView, SpecPath};
+use crate::policy::PolicySet;
+use k8s_openapi::api::core::v1::Pod;
+
+/// One mutated document.
+#[derive(Debug, Clone)]
+pub struct Mutated {
+    /// The object after defaulting (and signing).
+    pub value: Value,
+    /// What defaulting changed.
+    pub changes: Vec<Change>,
+    /// The decision on the defaulted object (`None` for kinds hostgate does not judge).
+    pub decision: Option<Decision>,
+    /// Whether an approval was signed.
+    pub signed: bool,
+}
+
+/// Defaults (and signs) one document. `namespace` applies to objects that name none.
+pub fn mutate_value(
+    set: &PolicySet,
+    value: Value,
+    namespace: &str,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+    signer: Option<&SigningIdentity>,
+    now: u64,
+) -> Result<Mutated, ObjectError> {
+    let Some(mut workload) = Workload::from_value(value.clone())? else {
+        return Ok(Mutated {
+            value,
+            changes: Vec::new(),
+            decision: None,
+            signed: false,
+        });
+    };
+    let ns = workload.namespace().unwrap_or(namespace).to_owned();
+    let ctx = EvalContext {
+        namespace_labels,
+        ..EvalContext::new(&ns)
+    };
+    let defaulted = defaults::default_workload(set, &mut workload, &ctx);
+    let signed = match &mut workload {
+        Workload::Pod(pod) => approve(pod, &defaulted.decision, signer, &ns, now),
+        _ => false,
+    };
+    let mut out = workload.to_value();
+    // Keep `apiVersion` and `kind` first, as people write them.
+    if let Value::Object(map) = &mut out {
+        let mut ordered = serde_json::Map::new();
+        for key in ["apiVersion", "kind"] {
+            if let Some(v) = map.remove(key) {
+                ordered.insert(key.to_owned(), v);
+            }
+        }
+        ordered.append(map);
+        out = Value::Object(ordered);
+    }
+    Ok(Mutated {
+        value: out,
+        changes: defaulted.changes,
+        decision: Some(defaulted.decision),
+        signed,
+    })
+}
+
+/// Signs an approval into `pod` when `decision` admits it as a HostProcess pod and a signer is
+/// configured; otherwise removes any approval annotation (a user-supplied approval is never
+/// trusted). Returns whether it signed.
+pub fn approve(
+    pod: &mut Pod,
+    decision: &Decision,
+    signer: Option<&SigningIdentity>,
+    namespace: &str,
+    now: u64,
+) -> bool {
+    let approval = match (
+        signer,
+        decision.allowed && decision.host_process,
+        decision.policy.as_deref(),
+        pod.spec.as_ref(),
+    ) {
+        (Some(signer), true, Some(policy), Some(spec)) => {
+            let view = PodView::new(spec, None, SpecPath::POD);
+            Some(signer.sign(ApprovedPod::describe(&view, namespace), policy, now))
+        }
+        _ => None,
+    };
+    let signed = approval.is_some();
+    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    match approval {
+        Some(v) => {
+            annotations.insert(approval::ANNOTATION.to_owned(), v);
+        }
+        None => {
+            annotations.remove(approval::ANNOTATION);
+        }
+    }
+    if annotations.is_empty() {
+        pod.metadata.annotations = None;
+    }
+    signed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::{TrustStore, generate_key};
+    use crate::policy::load::parse_policies;
+
+    const POLICY: &str = r#"
+apiVersion: hostgate.io/v1alpha1
+kind: HostProcessPolicy
+metadata: {name: static}
+spec:
+  match: {namespaces: [kube-system]}
+  allow: {runAsUserNames: ['NT AUTHORITY\Local service']}
+"#;
+
+    #[test]
+    fn static_pod_is_defaulted_signed_and_verifies() {
+        let (p, _) = parse_policies(POLICY.as_bytes(), "t");
+        let set = PolicySet::new(p).expect("set");
+        let signer = SigningIdentity::new(generate_key().expect("key"));
+        let pod: Value = serde_yaml::from_str(
+            "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
+        )
+        .expect("yaml");
+        let m = mutate_value(&set, pod, "default", None, Some(&signer), 1).expect("mutates");
+        assert!(m.signed);
+        assert_eq!(
+            m.value["spec"]["securityContext"]["windowsOptions"]["runAsUserName"],
+            "NT AUTHORITY\\Local service"
+        );
+        let w = Workload::from_value(m.value).expect("valid").expect("pod");
+        let mut trust = TrustStore::default();
+        trust.add(signer.verifying_key());
+        let approval = trust
+            .verify_pod(&w.pod().expect("spec"), "kube-system")
+            .expect("the signed static pod verifies");
+        assert_eq!(approval.policy, "static");
+    }
+
+    #[test]
+    fn refused_pods_lose_any_approval_and_other_kinds_pass_through() {
+        let set = PolicySet::default();
+        let pod: Value = serde_yaml::from_str(
+            "{apiVersion: v1, kind: Pod, metadata: {name: s, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, securityContext: {windowsOptions: {hostProcess: true}}, containers: [{name: a}]}}",
+        )
+        .expect("yaml");
+        let m = mutate_value(&set, pod, "default", None, None, 1).expect("mutates");
+        assert!(!m.signed);
+        assert!(m.value["metadata"].get("annotations").is_none());
+        let cm: Value = serde_yaml::from_str(
+            "{apiVersion: v1, kind: ConfigMap, metadata: {name: c}, data: {a: b}}",
+        )
+        .expect("yaml");
+        let m = mutate_value(&set, cm.clone(), "default", None, None, 1).expect("passes");
+        assert_eq!(m.value, cm);
+        assert!(m.decision.is_none());
+    }
+}
