@@ -239,3 +239,4 @@ pub struct HostProcessPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
