@@ -16,6 +16,7 @@ pub mod cli;
 pub mod container;
 pub mod job;
 pub mod kubelet;
+#[cfg(any(target_os = "linux", windows))]
 pub mod pod;
 pub mod stop;
 pub mod verify;
