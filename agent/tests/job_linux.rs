@@ -782,3 +782,35 @@ fn pure_v2_layout_on_the_unified_hierarchy() {
     assert_eq!(init.wait().expect("wait").signal(), Some(libc::SIGKILL));
     assert_nothing_left(&name, &dirs);
 }
+
+#[test]
+fn processes_start_with_an_empty_signal_mask() {
+    let Some(manager) = manager() else { return };
+    let name = unique("sigmask");
+    let job = manager
+        .create(&name, &JobLimits::default())
+        .expect("create");
+    // The agent blocks SIGINT and SIGTERM in its threads (to sigwait for them); a child that
+    // inherited that mask would never see a stop signal.
+    let mut blocked = nix::sys::signal::SigSet::empty();
+    blocked.add(nix::sys::signal::Signal::SIGTERM);
+    blocked.add(nix::sys::signal::Signal::SIGINT);
+    let old = blocked
+        .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
+        .expect("block");
+    let spawned = job.spawn(sh(&name, "grep SigBlk /proc/self/status").stdout(StdioSpec::Pipe));
+    old.thread_set_mask().expect("restore");
+    let mut proc = spawned.expect("spawn");
+    let mut out = String::new();
+    proc.take_stdout()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(proc.wait().expect("wait").success());
+    assert_eq!(
+        out.split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    job.destroy().expect("destroy");
+}

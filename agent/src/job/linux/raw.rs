@@ -1,6 +1,9 @@
 //! The few raw system calls of the Linux backend; the only module of it with `unsafe`.
 //!
-//! * Joining the job's cgroups in the forked child, before `exec` ([`start_inside`]).
+//! * Joining the job's cgroups in the forked child, before `exec` ([`start_inside`]), with an
+//!   empty signal mask (the agent blocks `SIGINT`/`SIGTERM` in its threads to receive them
+//!   with `sigwait`, and a child would otherwise inherit that mask and never see a stop
+//!   signal).
 //! * `pidfd_open(2)` / `pidfd_send_signal(2)`, which `nix` 0.30 does not wrap: they pin a
 //!   process's identity so a signal never hits a recycled pid.
 #![allow(unsafe_code)]
@@ -12,18 +15,37 @@ use std::process::Command;
 
 /// Makes the child of `cmd` write `"0"` (= "the calling process") to every `cgroup.procs`
 /// in `procs_fds` after `fork` and before `exec`, so the program starts inside the job's
-/// cgroups. The descriptors were opened (`O_WRONLY | O_CLOEXEC`) by the parent and must stay
-/// open until `spawn` returns; `exec` closes the child's copies.
+/// cgroups, and clears its signal mask (`std` does not: a child inherits the mask of the
+/// thread that spawns it). The descriptors were opened (`O_WRONLY | O_CLOEXEC`) by the parent
+/// and must stay open until `spawn` returns; `exec` closes the child's copies.
 pub(crate) fn start_inside(cmd: &mut Command, procs_fds: Vec<RawFd>) {
-    let hook = move || join_cgroups(&procs_fds);
+    let hook = move || {
+        unblock_all_signals()?;
+        join_cgroups(&procs_fds)
+    };
     // SAFETY: `pre_exec` requires the closure to be async-signal-safe, because it runs in
-    // the child of a `fork` from a multi-threaded process. `join_cgroups` only iterates a
-    // slice that was allocated before the fork (no allocation, no lock), calls `write(2)`
-    // (async-signal-safe) on descriptors the parent keeps open for the whole `spawn`, and
-    // builds an `io::Error` from a raw errno, which does not allocate.
+    // the child of a `fork` from a multi-threaded process. `unblock_all_signals` only calls
+    // `sigemptyset` and `sigprocmask` (async-signal-safe) on a stack value. `join_cgroups`
+    // only iterates a slice that was allocated before the fork (no allocation, no lock),
+    // calls `write(2)` (async-signal-safe) on descriptors the parent keeps open for the whole
+    // `spawn`, and builds an `io::Error` from a raw errno, which does not allocate.
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// Sets the calling thread's signal mask to the empty set. Runs in the forked child.
+fn unblock_all_signals() -> io::Result<()> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initialises the set it is given a valid pointer to.
+    if unsafe { libc::sigemptyset(set.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `set` was initialised by `sigemptyset`; a null old-set pointer is allowed.
+    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Writes `"0"` to each descriptor. Runs in the forked child: async-signal-safe only.
