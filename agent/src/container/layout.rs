@@ -1,6 +1,32 @@
-//! Where a container's mounts appear (pure): hcsshim's symlink layout (HP-JOB-04 fallback),
-//! `<sandbox>/<destination without drive letter>`, plus, for absolute Linux destinations, a
-//! link at the destination itself (see [`MountPlan::host_link`]).
+//! Where a container's mounts appear (pure).
+//!
+//! hcsshim has two layouts (HP-JOB-03/04). With the bind filter, a mount is bound at its
+//! destination inside the container's silo (private to it, shadowing what is there), plus a
+//! best-effort symlink in the rootfs; without it (the "fallback" layout) there is only the
+//! symlink `<rootfs>\<destination without drive letter>` → source. Linux has no silo, so the
+//! agent does this:
+//!
+//! * **In the sandbox, always**: `<sandbox>/<destination without drive letter>`, `\` and `/`
+//!   both separators (`C:\etc\app` and `/etc/app` both become `<sandbox>/etc/app`). A
+//!   writable mount is a symlink to the source (hcsshim's fallback layout). A read-only mount
+//!   is a read-only bind mount of the source there (Linux, root), so the container cannot
+//!   write through it even as root; where bind mounts are not possible it is a symlink too and
+//!   a warning says that readOnly is not enforced. ConfigMap and Secret mounts are always
+//!   read-only, as with the kubelet.
+//! * **At an absolute Linux destination** (`/etc/app`, not `C:\…`), in addition, a symlink
+//!   `/etc/app` → `<sandbox>/etc/app`, so programs written for Linux containers find their
+//!   files where the pod says, with the sandbox's read-only protection. It is created only if
+//!   that is safe: nothing exists at the destination (nothing on the host is ever replaced or
+//!   shadowed, unlike bindflt, because the host has no private view), and its parent directory
+//!   exists and is reached without symlinks. It is removed when the container ends, if it
+//!   still points into the sandbox. Otherwise a warning names the sandbox path to use. The
+//!   link is visible to the whole host (there is no silo); `--absolute-mount-links false`
+//!   turns it off.
+//!
+//! Refused, as by hcsshim or because the symlink layout cannot do it safely: a mount without
+//! source or destination, named-pipe sources, destinations with `..` or at the sandbox root,
+//! two mounts at one destination, and a mount inside another one (creating the inner one
+//! would write into the outer mount's source on the host).
 
 use std::path::{Component, Path, PathBuf};
 
