@@ -7,7 +7,7 @@
 //!   ([`PodRunner::start`]). Stopping and cleaning up are not timed. Iterations run back to
 //!   back.
 //! * `runner/approved_spec_to_first_process_after_idle`: the same with 250 ms of idleness
-//!   (untimed) before each iteration, which is what a node starting an occasional pod sees:
+//!   (untimed; `HOSTGATE_BENCH_IDLE_MS` changes it) before each iteration, which is what a node starting an occasional pod sees:
 //!   the first cgroup migration after a quiet spell waits for an RCU grace period.
 //! * `runner/verify_only`: [`Verifier::verify_pod`] alone (signature, payload comparison,
 //!   policy re-evaluation).
@@ -136,13 +136,14 @@ spec:
     group.measurement_time(Duration::from_secs(3));
 
     let sleeper = signed("exec sleep 1000");
+    let (runner, sleeper) = (&runner, &sleeper);
     let first_process = |pause: Duration| {
         move |iters: u64| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 std::thread::sleep(pause);
                 let start = Instant::now();
-                let pod = runner.prepare(&sleeper).expect("prepare");
+                let pod = runner.prepare(sleeper).expect("prepare");
                 let container = runner.start(&pod, &pod.containers[0], 0).expect("start");
                 total += start.elapsed();
                 let pid = container.pid();
@@ -162,9 +163,15 @@ spec:
         b.iter_custom(first_process(Duration::ZERO));
     });
     group.sample_size(10);
+    group.sampling_mode(criterion::SamplingMode::Flat);
+    let idle = std::env::var("HOSTGATE_BENCH_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_millis(250), Duration::from_millis);
     group.bench_function("approved_spec_to_first_process_after_idle", |b| {
-        b.iter_custom(first_process(Duration::from_millis(250)));
+        b.iter_custom(first_process(idle));
     });
+    group.sampling_mode(criterion::SamplingMode::Auto);
 
     group.sample_size(50);
     let spec = sleeper.pod.spec.as_ref().expect("spec");
