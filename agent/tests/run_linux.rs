@@ -870,6 +870,7 @@ fn the_binary_runs_refuses_and_stops_on_sigterm() {
     let file = write_inputs(&h, &m, "term.json");
     let mut child = agent(&h, &file)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
@@ -896,4 +897,66 @@ fn the_binary_runs_refuses_and_stops_on_sigterm() {
         "the container saw SIGTERM: {rest}"
     );
     h.assert_nothing_left(&name);
+}
+
+#[test]
+fn leftovers_of_a_killed_agent_are_removed_by_the_next_run() {
+    let Some(h) = Harness::new() else { return };
+    let name = unique("killed");
+    let mut p = pod(
+        &name,
+        "Always",
+        &[],
+        &[("sleeper", "echo up; exec sleep 1000")],
+    );
+    p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    let link = h.path("link-parent/scratch");
+    fs::create_dir_all(h.path("link-parent")).expect("mkdir");
+    p["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "scratch", "mountPath": link.to_string_lossy(), "readOnly": true}]);
+    let m = h.signed(p);
+    let file = write_inputs(&h, &m, "killed.json");
+    let mut child = agent(&h, &file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("[sleeper] up") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0,
+            "agent ended early"
+        );
+    }
+    // SIGKILL: the agent cannot clean up. Its container, cgroups, sandbox (with a read-only bind
+    // mount), host link and pod directory stay behind.
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert_eq!(marked(&name).len(), 1, "the container outlives its agent");
+    assert!(fs::symlink_metadata(&link).is_ok());
+    assert!(
+        fs::read_dir(h.path("state/hpc"))
+            .expect("hpc")
+            .next()
+            .is_some()
+    );
+
+    // The next run (of any pod) removes all of it first.
+    let other = unique("after");
+    let m = h.signed(pod(&other, "Never", &[], &[("c", "true")]));
+    let file = write_inputs(&h, &m, "after.json");
+    let out = agent(&h, &file).output().expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("left by an agent that is gone"), "{stderr}");
+    assert!(fs::symlink_metadata(&link).is_err(), "host link removed");
+    h.assert_nothing_left(&name);
+    h.assert_nothing_left(&other);
 }

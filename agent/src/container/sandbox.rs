@@ -38,6 +38,10 @@ pub enum SandboxError {
     },
 }
 
+/// The file in a sandbox that records the host links made for it, so that a later agent can
+/// remove them if this one dies (`<link>\t<target>` per line).
+pub const LINKS_RECORD: &str = ".hostgate-links";
+
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SandboxError + use<> {
     let path = path.to_owned();
     move |source| SandboxError::Io {
@@ -152,6 +156,7 @@ impl Sandbox {
                 Ok(()) => {
                     self.links.push((link.clone(), target.clone()));
                     linked = true;
+                    self.record_links()?;
                 }
                 Err(why) => tracing::warn!(
                     destination = %plan.mount.destination,
@@ -163,6 +168,35 @@ impl Sandbox {
         self.exposures
             .push((plan.mount.destination.clone(), exposure, linked));
         Ok(())
+    }
+
+    fn record_links(&self) -> Result<(), SandboxError> {
+        let mut text = String::new();
+        for (link, target) in &self.links {
+            text.push_str(&format!("{}\t{}\n", link.display(), target.display()));
+        }
+        let path = self.dir.join(LINKS_RECORD);
+        fs::write(&path, text).map_err(io_err("write", &path))
+    }
+
+    /// Removes what a dead agent left of a sandbox: the host links its record names (only
+    /// those that still point into it), every mount below it, then the directory.
+    pub fn remove_leftover(dir: &Path) -> Result<(), SandboxError> {
+        let links = fs::read_to_string(dir.join(LINKS_RECORD))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
+            .filter(|(_, target)| target.starts_with(dir))
+            .collect();
+        let mut leftover = Sandbox {
+            dir: dir.to_owned(),
+            binds: Vec::new(),
+            links,
+            exposures: Vec::new(),
+            removed: false,
+        };
+        leftover.remove()
     }
 
     /// Removes the host links (those still pointing into the sandbox), unmounts the bind mounts
@@ -414,6 +448,46 @@ mod tests {
         assert!(!root.join("c1").exists());
         // The source survives removal of the link.
         assert_eq!(fs::read_to_string(src.join("f")).expect("read"), "data");
+    }
+
+    #[test]
+    fn leftovers_of_a_dead_agent_are_removed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).expect("mkdir");
+        let root = tmp.path().join("hpc");
+        let link = tmp.path().join("app");
+        let mounts = [Mount {
+            source: src.clone(),
+            destination: link.to_string_lossy().into_owned(),
+            read_only: false,
+        }];
+        let plans = plan(&mounts, &root.join("c1"), true).expect("plan");
+        let sb = Sandbox::create(&root, "c1", &plans, false).expect("create");
+        assert!(fs::symlink_metadata(&link).is_ok());
+        // The agent dies: nothing runs its cleanup.
+        std::mem::forget(sb);
+        // A link the record names but that points elsewhere now is left alone.
+        let other = tmp.path().join("other");
+        fs::write(
+            root.join("c1").join(LINKS_RECORD),
+            format!(
+                "{}\t{}\n{}\t{}\n",
+                link.display(),
+                root.join("c1")
+                    .join(link.strip_prefix("/").expect("absolute"))
+                    .display(),
+                other.display(),
+                "/elsewhere"
+            ),
+        )
+        .expect("record");
+        std::os::unix::fs::symlink("/elsewhere", &other).expect("symlink");
+        Sandbox::remove_leftover(&root.join("c1")).expect("removed");
+        assert!(!root.join("c1").exists());
+        assert!(fs::symlink_metadata(&link).is_err(), "link removed");
+        assert!(fs::symlink_metadata(&other).is_ok(), "foreign link kept");
+        assert!(src.is_dir());
     }
 
     #[test]

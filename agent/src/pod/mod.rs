@@ -241,8 +241,46 @@ impl PodRunner {
         &self.manager
     }
 
-    /// Reads, prepares and runs the pod of a manifest file.
+    /// Removes what agents that died left in the state directory: sandboxes (with their jobs,
+    /// mounts and host links) and pod directories whose run id names a process that no longer
+    /// exists. Returns the entries removed; failures are logged and skipped.
+    pub fn remove_leftovers(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        let hpc = self.options.state_dir.join("hpc");
+        for (name, path) in dead_entries(&hpc, |n| n.rsplitn(3, '.').nth(1)) {
+            let job = crate::job::JobName::new(name.as_str());
+            let job_result = match job {
+                Ok(job) => self.manager.remove_stale(&job).map(|_| ()),
+                Err(e) => Err(e.into()),
+            };
+            match job_result.map_err(|e| e.to_string()).and_then(|()| {
+                crate::container::sandbox::Sandbox::remove_leftover(&path)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(()) => removed.push(format!("hpc/{name}")),
+                Err(e) => {
+                    tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove a leftover sandbox")
+                }
+            }
+        }
+        let pods = self.options.state_dir.join("pods");
+        for (name, path) in dead_entries(&pods, |n| n.rsplit_once('_').map(|(_, run)| run)) {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => removed.push(format!("pods/{name}")),
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove a leftover pod directory")
+                }
+            }
+        }
+        for entry in &removed {
+            tracing::info!("removed {entry}, left by an agent that is gone");
+        }
+        removed
+    }
+
+    /// Reads, prepares and runs the pod of a manifest file (after [`PodRunner::remove_leftovers`]).
     pub fn run_file(&self, path: &Path, stop: &StopToken) -> Result<PodOutcome, RunError> {
+        self.remove_leftovers();
         let manifest = PodManifest::read(path)?;
         let pod = self.prepare(&manifest)?;
         self.run(pod, stop)
@@ -600,12 +638,80 @@ impl PodRunner {
     }
 }
 
+/// The pid of the agent that made a run id (`<pid hex>-<counter>`).
+fn run_pid(run: &str) -> Option<u32> {
+    let (pid, counter) = run.split_once('-')?;
+    counter.parse::<u64>().ok()?;
+    u32::from_str_radix(pid, 16).ok()
+}
+
+/// Whether the process that made a run id is gone (Linux: no `/proc/<pid>`). A recycled pid
+/// keeps an entry alive: never removes what a live agent may own.
+fn run_is_dead(run: &str) -> bool {
+    match run_pid(run) {
+        Some(pid) if cfg!(target_os = "linux") && pid != 0 => {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+/// The entries of `dir` whose run id (found by `run_of`) belongs to a dead agent.
+fn dead_entries(dir: &Path, run_of: impl Fn(&str) -> Option<&str>) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            run_of(&name)
+                .is_some_and(run_is_dead)
+                .then(|| (name, e.path()))
+        })
+        .collect()
+}
+
 fn not_run(c: &PreparedContainer, init: bool) -> ContainerResult {
     ContainerResult {
         name: c.name.clone(),
         init,
         restarts: 0,
         last: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids() {
+        let run = next_run_id();
+        assert_eq!(run_pid(&run), Some(std::process::id()));
+        assert!(!run_is_dead(&run), "our own runs are alive");
+        assert_eq!(run_pid("ff-3"), Some(255));
+        for bad in ["", "ff", "zz-1", "ff-x", "-1"] {
+            assert_eq!(run_pid(bad), None, "{bad}");
+            assert!(!run_is_dead(bad));
+        }
+        // pid_max is at most 2^22 on Linux: this one cannot exist.
+        assert!(run_is_dead("7fffffff-0") || !cfg!(target_os = "linux"));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "ns_pod_c.7fffffff-0.0",
+            "ns_pod_c.0-1.0",
+            "bad",
+            "ns_p.o.d_c.7fffffff-2.3",
+        ] {
+            std::fs::create_dir(tmp.path().join(name)).expect("mkdir");
+        }
+        let mut dead: Vec<String> = dead_entries(tmp.path(), |n| n.rsplitn(3, '.').nth(1))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        dead.sort();
+        assert_eq!(dead, ["ns_p.o.d_c.7fffffff-2.3", "ns_pod_c.7fffffff-0.0"]);
     }
 }
 
