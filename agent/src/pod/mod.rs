@@ -247,7 +247,7 @@ impl PodRunner {
     pub fn remove_leftovers(&self) -> Vec<String> {
         let mut removed = Vec::new();
         let hpc = self.options.state_dir.join("hpc");
-        for (name, path) in dead_entries(&hpc, |n| n.rsplitn(3, '.').nth(1)) {
+        for (name, path) in dead_entries(&hpc, |n| n.rsplit('.').nth(1)) {
             let job = crate::job::JobName::new(name.as_str());
             let job_result = match job {
                 Ok(job) => self.manager.remove_stale(&job).map(|_| ()),
@@ -706,7 +706,7 @@ mod tests {
         ] {
             std::fs::create_dir(tmp.path().join(name)).expect("mkdir");
         }
-        let mut dead: Vec<String> = dead_entries(tmp.path(), |n| n.rsplitn(3, '.').nth(1))
+        let mut dead: Vec<String> = dead_entries(tmp.path(), |n| n.rsplit('.').nth(1))
             .into_iter()
             .map(|(n, _)| n)
             .collect();
