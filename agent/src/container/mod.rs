@@ -117,8 +117,8 @@ pub struct RuntimeOptions {
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl RuntimeOptions {
-    /// Options with the sandboxes under `sandbox_root`, base environment `PATH` =
-    /// [`DEFAULT_PATH`] and `HOME` = `/root` (Linux), links and read-only binds on, 30 s grace.
+    /// Options with the sandboxes under `sandbox_root`, the [`default_base_env`], links and
+    /// read-only binds on, 30 s grace.
     pub fn new(sandbox_root: impl Into<PathBuf>) -> Self {
         Self {
             sandbox_root: sandbox_root.into(),
@@ -132,14 +132,18 @@ impl RuntimeOptions {
 
 /// The base environment: on Windows the agent's own (standing in for the account's
 /// environment block), elsewhere `PATH` and `HOME`.
+#[cfg(windows)]
 pub fn default_base_env() -> Vec<(String, String)> {
-    if cfg!(windows) {
-        return std::env::vars().collect();
-    }
-    let home = if nix::unistd::geteuid().is_root() {
-        "/root".to_owned()
-    } else {
-        std::env::var("HOME").unwrap_or_else(|_| "/".to_owned())
+    std::env::vars().collect()
+}
+
+/// The base environment: on Windows the agent's own (standing in for the account's
+/// environment block), elsewhere `PATH` and `HOME`.
+#[cfg(not(windows))]
+pub fn default_base_env() -> Vec<(String, String)> {
+    let home = match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() => home,
+        _ => "/".to_owned(),
     };
     vec![
         ("PATH".to_owned(), DEFAULT_PATH.to_owned()),

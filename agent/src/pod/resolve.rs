@@ -159,9 +159,7 @@ impl NodeInfo {
     /// This host: its hostname, the address of its default route (else loopback), its CPUs
     /// and memory.
     pub fn detect(cpus: NonZeroU32) -> Self {
-        let name = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
+        let name = host_name()
             .map(|h| h.to_ascii_lowercase())
             .unwrap_or_else(|| "localhost".to_owned());
         Self {
@@ -171,6 +169,16 @@ impl NodeInfo {
             memory_bytes: total_memory().unwrap_or(0),
         }
     }
+}
+
+#[cfg(unix)]
+fn host_name() -> Option<String> {
+    nix::unistd::gethostname().ok()?.into_string().ok()
+}
+
+#[cfg(not(unix))]
+fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
 }
 
 /// The local address the kernel would use to reach a public address (no packet is sent).
