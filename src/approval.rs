@@ -12,8 +12,13 @@
 //! admitting policy, the issue time, and every security-relevant field of the pod
 //! ([`ApprovedPod`]): namespace, service account, pod-level `windowsOptions` and `hostNetwork`,
 //! volumes, the privileged `microsoft.com/hostprocess-*` annotations, and per init and regular
-//! container its name, image, command, args, working directory, env, volume mounts, limits and
-//! `windowsOptions`. Not the pod name: controllers name pods after admission.
+//! container its name, image, command, args, working directory, env, volume mounts, limits,
+//! `windowsOptions`, lifecycle hooks and probes (exec hooks and probes run host commands in a
+//! HostProcess container), its own `restartPolicy` (sidecars), `stdin` and `tty`. Not the pod
+//! name: controllers name pods after admission.
+//!
+//! The payload names ConfigMaps and Secrets (`env[].valueFrom`, `envFrom`, volumes) but not their
+//! contents, which change independently of the pod; a node component resolves them itself.
 //!
 //! Because the payload is self-contained, a node component that never sees the Pod object (a
 //! containerd shim sees one container's runtime spec) can compare what it is asked to run with
@@ -33,7 +38,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, Volume, VolumeMount, WindowsSecurityContextOptions,
+    EnvFromSource, EnvVar, Lifecycle, Probe, Volume, VolumeMount, WindowsSecurityContextOptions,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
@@ -129,6 +134,27 @@ pub struct ApprovedContainer {
     /// `securityContext.windowsOptions`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_options: Option<WindowsSecurityContextOptions>,
+    /// `lifecycle`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// `livenessProbe`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// `readinessProbe`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// `startupProbe`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// `restartPolicy` (sidecar init containers)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<String>,
+    /// `stdin`
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// `tty`
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 impl ApprovedContainer {
@@ -147,6 +173,13 @@ impl ApprovedContainer {
                 .and_then(|r| r.limits.clone())
                 .unwrap_or_default(),
             windows_options: c.windows_options().cloned(),
+            lifecycle: c.lifecycle.cloned(),
+            liveness_probe: c.liveness_probe.cloned(),
+            readiness_probe: c.readiness_probe.cloned(),
+            startup_probe: c.startup_probe.cloned(),
+            restart_policy: c.restart_policy.map(str::to_owned),
+            stdin: c.stdin,
+            tty: c.tty,
         }
     }
 }

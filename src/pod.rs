@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, PodSpec,
+    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, Lifecycle, PodSpec, Probe,
     ResourceRequirements, SecurityContext, VolumeMount, WindowsSecurityContextOptions,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -109,6 +109,20 @@ pub struct ContainerRef<'a> {
     pub resources: Option<&'a ResourceRequirements>,
     /// `securityContext`
     pub security_context: Option<&'a SecurityContext>,
+    /// `lifecycle` (exec hooks run host commands in a HostProcess container)
+    pub lifecycle: Option<&'a Lifecycle>,
+    /// `livenessProbe`
+    pub liveness_probe: Option<&'a Probe>,
+    /// `readinessProbe`
+    pub readiness_probe: Option<&'a Probe>,
+    /// `startupProbe`
+    pub startup_probe: Option<&'a Probe>,
+    /// `restartPolicy` (sidecar init containers)
+    pub restart_policy: Option<&'a str>,
+    /// `stdin`
+    pub stdin: bool,
+    /// `tty`
+    pub tty: bool,
 }
 
 fn slice<T>(v: &Option<Vec<T>>) -> &[T] {
@@ -131,6 +145,13 @@ impl<'a> ContainerRef<'a> {
             ports: slice(&c.ports),
             resources: c.resources.as_ref(),
             security_context: c.security_context.as_ref(),
+            lifecycle: c.lifecycle.as_ref(),
+            liveness_probe: c.liveness_probe.as_ref(),
+            readiness_probe: c.readiness_probe.as_ref(),
+            startup_probe: c.startup_probe.as_ref(),
+            restart_policy: c.restart_policy.as_deref(),
+            stdin: c.stdin.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
         }
     }
 
@@ -149,6 +170,13 @@ impl<'a> ContainerRef<'a> {
             ports: slice(&c.ports),
             resources: c.resources.as_ref(),
             security_context: c.security_context.as_ref(),
+            lifecycle: c.lifecycle.as_ref(),
+            liveness_probe: c.liveness_probe.as_ref(),
+            readiness_probe: c.readiness_probe.as_ref(),
+            startup_probe: c.startup_probe.as_ref(),
+            restart_policy: c.restart_policy.as_deref(),
+            stdin: c.stdin.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
         }
     }
 
