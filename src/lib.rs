@@ -10,6 +10,7 @@
 #[cfg(feature = "server")]
 pub mod admission;
 pub mod approval;
+pub mod check;
 pub mod decision;
 pub mod defaults;
 pub mod engine;
