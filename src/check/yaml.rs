@@ -1072,12 +1072,22 @@ kind: Service
             "?x",
             ":x",
             "x:y",
+            "<<",
+            "=",
+            "x\\y",
+            "+.inf",
+            ".NAN",
+            "0b2",
+            "0o8",
+            "0xg",
         ];
         for s in scalars {
             for doc in [format!("k: {s}\n"), format!("- {s}\n"), format!("{s}: v\n")] {
                 agrees(&doc);
             }
         }
+        // Merge keys are ordinary keys for the full reader too.
+        agrees("<<:\n  a: 1\nb: 2\n");
         // The common ones do take the fast path.
         for s in [
             "1",

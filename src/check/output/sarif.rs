@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use serde::Serialize;
+use serde::ser::SerializeSeq;
 use serde_json::{Value, json};
 
 use crate::check::report::{ObjectResult, Report};
@@ -41,19 +43,20 @@ pub fn file_uri(file: &str) -> String {
     out
 }
 
-/// Writes the report as a SARIF log.
+/// Writes the report as a SARIF log. Results are serialized as they are produced, never held
+/// as a whole tree in memory.
 pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
-    let mut rules: Vec<Value> = CATALOGUE
+    let mut rules: Vec<Rule<'_>> = CATALOGUE
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "name": r.name,
-                "shortDescription": {"text": r.name},
-                "fullDescription": {"text": r.description},
-                "helpUri": format!("{INFORMATION_URI}#{}", r.id.to_ascii_lowercase()),
-                "defaultConfiguration": {"level": "error"},
-            })
+        .map(|r| Rule {
+            id: r.id,
+            name: Some(r.name),
+            short_description: Text { text: r.name },
+            full_description: Some(Text {
+                text: r.description,
+            }),
+            help_uri: Some(format!("{INFORMATION_URI}#{}", r.id.to_ascii_lowercase())),
+            default_configuration: Level { level: "error" },
         })
         .collect();
     let mut index: HashMap<&str, usize> = CATALOGUE
@@ -61,24 +64,19 @@ pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
         .enumerate()
         .map(|(i, r)| (r.id, i))
         .collect();
-
-    let mut results = Vec::new();
-    for r in &report.results {
-        let d = &r.decision;
-        for (level, findings) in [
-            ("error", &d.denials),
-            ("warning", &d.warnings),
-            ("note", &d.audits),
-        ] {
-            for f in findings {
-                // A rule the catalogue does not know still gets a descriptor.
-                let rule_index = *index.entry(f.rule).or_insert_with(|| {
-                    rules.push(json!({"id": f.rule, "shortDescription": {"text": f.rule}}));
-                    rules.len() - 1
-                });
-                results.push(result(r, f, level, rule_index));
-            }
-        }
+    // A rule the catalogue does not know still gets a descriptor.
+    for f in report.results.iter().flat_map(|r| r.decision.findings()) {
+        index.entry(f.rule).or_insert_with(|| {
+            rules.push(Rule {
+                id: f.rule,
+                name: None,
+                short_description: Text { text: f.rule },
+                full_description: None,
+                help_uri: None,
+                default_configuration: Level { level: "error" },
+            });
+            rules.len() - 1
+        });
     }
 
     let notifications: Vec<Value> = report
@@ -97,25 +95,116 @@ pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
         })
         .collect();
 
-    let log = json!({
-        "version": VERSION,
-        "$schema": SCHEMA,
-        "runs": [{
-            "tool": {"driver": {
-                "name": "hostgate",
-                "informationUri": INFORMATION_URI,
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules,
-            }},
-            "invocations": [{
-                "executionSuccessful": report.errors.is_empty(),
-                "toolExecutionNotifications": notifications,
+    let log = Log {
+        version: VERSION,
+        schema: SCHEMA,
+        runs: [Run {
+            tool: Tool {
+                driver: Driver {
+                    name: "hostgate",
+                    information_uri: INFORMATION_URI,
+                    version: env!("CARGO_PKG_VERSION"),
+                    rules,
+                },
+            },
+            invocations: [Invocation {
+                execution_successful: report.errors.is_empty(),
+                tool_execution_notifications: notifications,
             }],
-            "results": results,
+            results: Results {
+                report,
+                index: &index,
+            },
         }],
-    });
+    };
     serde_json::to_writer_pretty(&mut *w, &log)?;
     writeln!(w)
+}
+
+#[derive(Serialize)]
+struct Log<'a> {
+    version: &'static str,
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    runs: [Run<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Run<'a> {
+    tool: Tool<'a>,
+    invocations: [Invocation; 1],
+    results: Results<'a>,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    driver: Driver<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Driver<'a> {
+    name: &'static str,
+    information_uri: &'static str,
+    version: &'static str,
+    rules: Vec<Rule<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    short_description: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_description: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_uri: Option<String>,
+    default_configuration: Level,
+}
+
+#[derive(Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Level {
+    level: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Invocation {
+    execution_successful: bool,
+    tool_execution_notifications: Vec<Value>,
+}
+
+/// Every finding of every object, serialized one at a time.
+struct Results<'a> {
+    report: &'a Report,
+    index: &'a HashMap<&'a str, usize>,
+}
+
+impl Serialize for Results<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for r in &self.report.results {
+            let d = &r.decision;
+            for (level, findings) in [
+                ("error", &d.denials),
+                ("warning", &d.warnings),
+                ("note", &d.audits),
+            ] {
+                for f in findings {
+                    let rule_index = self.index.get(f.rule).copied().unwrap_or_default();
+                    seq.serialize_element(&result(r, f, level, rule_index))?;
+                }
+            }
+        }
+        seq.end()
+    }
 }
 
 fn result(r: &ObjectResult, f: &Finding, level: &str, rule_index: usize) -> Value {
