@@ -239,4 +239,3 @@ pub struct HostProcessPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
-
