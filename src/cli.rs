@@ -51,6 +51,11 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with = "policies")]
     pub no_policies: bool,
 
+    /// Judge HostProcess objects exactly as written. By default they are first defaulted as
+    /// hostgate's mutating webhook would (runAsUserName, limits, nodeSelector…), as in the cluster.
+    #[arg(long)]
+    pub no_defaults: bool,
+
     /// Add a built-in profile that applies everywhere.
     #[arg(long, value_enum, value_name = "PROFILE")]
     pub profile: Option<ProfileArg>,
@@ -226,6 +231,7 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
             ..StructuralOptions::default()
         },
         max_file_size: args.max_file_size,
+        apply_defaults: !args.no_defaults,
     };
     let inputs: Vec<Input> = args
         .paths

@@ -74,15 +74,21 @@ pub struct ContainerList<'a>(pub &'a [String]);
 
 impl fmt::Display for ContainerList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Names shown before the rest is counted, so that a pod with thousands of containers
+        /// still gets a readable message.
+        const SHOWN: usize = 10;
         let noun = if self.0.len() == 1 {
             "container"
         } else {
             "containers"
         };
         f.write_str(noun)?;
-        for (i, name) in self.0.iter().enumerate() {
+        for (i, name) in self.0.iter().take(SHOWN).enumerate() {
             let sep = if i == 0 { " " } else { ", " };
             write!(f, "{sep}\"{name}\"")?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
         }
         Ok(())
     }
@@ -167,6 +173,11 @@ mod tests {
         assert_eq!(
             g.to_string(),
             "[HP-API-02] spec: Invalid value: \"\": x (container \"a\")"
+        );
+        let many: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+        assert_eq!(
+            ContainerList(&many).to_string(),
+            "containers \"c0\", \"c1\", \"c2\", \"c3\", \"c4\", \"c5\", \"c6\", \"c7\", \"c8\", \"c9\" and 2 more"
         );
     }
 }

@@ -89,6 +89,9 @@ pub struct CheckOptions {
     pub structural: StructuralOptions,
     /// Largest input file read.
     pub max_file_size: u64,
+    /// Judge HostProcess objects as the mutating webhook would default them (as the cluster
+    /// does), rather than exactly as written.
+    pub apply_defaults: bool,
 }
 
 impl CheckOptions {
@@ -100,6 +103,7 @@ impl CheckOptions {
             namespace_labels: NamespaceLabels::new(),
             structural: StructuralOptions::default(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            apply_defaults: true,
         }
     }
 }
@@ -225,6 +229,7 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
         .namespace()
         .filter(|n| !n.is_empty())
         .unwrap_or(&opts.default_namespace);
+    let mut defaulted = Vec::new();
     let decision = match w.pod() {
         Some(pod) => {
             let ctx = EvalContext {
@@ -232,7 +237,15 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
                 namespace_labels: opts.namespace_labels.get(namespace),
                 structural: opts.structural,
             };
-            engine::evaluate(&opts.policies, &pod, &ctx)
+            if opts.apply_defaults && pod.has_host_process_setting() {
+                // Only HostProcess objects are defaulted: the clone is paid for them alone.
+                let mut copy = w.clone();
+                let d = crate::defaults::default_workload(&opts.policies, &mut copy, &ctx);
+                defaulted = d.changes;
+                d.decision
+            } else {
+                engine::evaluate(&opts.policies, &pod, &ctx)
+            }
         }
         // Workload::from_value refuses objects without a pod spec; nothing to judge.
         None => crate::decision::Decision {
@@ -248,6 +261,7 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
         name: w.name().to_owned(),
         outcome: Outcome::of(&decision),
         decision,
+        defaulted,
     }
 }
 
@@ -287,6 +301,35 @@ spec:
         let mut r = Report::default();
         check_bytes(&mut r, Arc::from("in.yaml"), text.as_bytes(), opts);
         r
+    }
+
+    #[test]
+    fn objects_are_judged_as_the_webhook_defaults_them_unless_told_otherwise() {
+        let mut o = opts();
+        o.namespace_labels
+            .insert("agents", "hostgate.io/agents", "allowed");
+        // No runAsUserName: the webhook would set NT AUTHORITY\Local service.
+        let pod = hp_pod("a", Some("agents"), "registry.example/x")
+            .replace("      runAsUserName: NT AUTHORITY\\Local service\n", "");
+        let r = run(&pod, &o);
+        assert_eq!(r.results[0].outcome, Outcome::Allowed, "{:?}", r.results[0]);
+        let paths: Vec<_> = r.results[0]
+            .defaulted
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.securityContext.windowsOptions.runAsUserName",
+                "spec.nodeSelector[kubernetes.io/os]"
+            ]
+        );
+        o.apply_defaults = false;
+        let r = run(&pod, &o);
+        assert_eq!(r.results[0].outcome, Outcome::Denied);
+        assert_eq!(r.results[0].decision.denials[0].rule, "HG-USER-01");
+        assert!(r.results[0].defaulted.is_empty());
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub struct ObjectResult {
     pub outcome: Outcome,
     /// The engine's decision.
     pub decision: Decision,
+    /// What hostgate's mutating webhook would fill in before judging (see `crate::defaults`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub defaulted: Vec<crate::defaults::Change>,
 }
 
 /// An object of a kind hostgate does not judge (a Service, a ConfigMap…).
@@ -281,6 +284,7 @@ mod tests {
 
     fn result(outcome: Outcome) -> ObjectResult {
         ObjectResult {
+            defaulted: Vec::new(),
             source: SourceRef {
                 file: Arc::from("f.yaml"),
                 document: 1,

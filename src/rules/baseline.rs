@@ -5,7 +5,7 @@
 //! container that merely inherits the pod-level value is not named (the pod is).
 
 use super::ids;
-use crate::decision::{ContainerList, Finding};
+use crate::decision::Finding;
 use crate::pod::PodView;
 
 /// PSA's forbidden reason for this check.
@@ -34,7 +34,13 @@ pub fn check(pod: &PodView<'_>, out: &mut Vec<Finding>) {
         setters.push("pod".to_owned());
     }
     if !bad.is_empty() {
-        setters.push(ContainerList(&bad).to_string());
+        // PSA names every container (`pluralize` + `joinQuote`), however many there are.
+        let noun = if bad.len() == 1 {
+            "container"
+        } else {
+            "containers"
+        };
+        setters.push(format!("{noun} \"{}\"", bad.join("\", \"")));
     }
     let detail = format!(
         "{} must not set securityContext.windowsOptions.hostProcess=true",
