@@ -13,7 +13,7 @@ pub use compile::{
     PolicySet, VOLUME_TYPES, same_account, volume_type,
 };
 pub use model::{
-    API_VERSION, AllowSpec, DefaultsSpec, GROUP, HostProcessPolicy, HostProcessPolicySpec,
-    HostProcessPolicyStatus, KIND, LimitMaxima, MatchSpec, Mode, PrivilegedAnnotation, Profile,
-    RequireSpec, VERSION, VolumeAllow,
+    API_VERSION, AllowSpec, CrdError, DefaultsSpec, GROUP, HostProcessPolicy,
+    HostProcessPolicySpec, HostProcessPolicyStatus, KIND, LimitMaxima, MatchSpec, Mode,
+    PrivilegedAnnotation, Profile, RequireSpec, VERSION, VolumeAllow, crd_yaml,
 };

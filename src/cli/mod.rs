@@ -12,6 +12,8 @@ use hostgate::check::{self, CheckOptions, FailOn, Input, NamespaceLabels, input}
 use hostgate::policy::Profile;
 use hostgate::rules::structural::StructuralOptions;
 
+mod server;
+
 /// Admission control for Windows HostProcess pods.
 #[derive(Debug, Parser)]
 #[command(name = "hostgate", version, propagate_version = true)]
@@ -33,6 +35,18 @@ pub enum Command {
     ///
     /// Exit status: 0 when every case passes, 1 when one fails, 2 for malformed test files.
     Test(TestArgs),
+    /// Serve the HTTPS admission webhook (POST /validate, /mutate; GET /healthz, /readyz,
+    /// /metrics).
+    Serve(Box<server::ServeArgs>),
+    /// Print manifests defaulted as /mutate would, and with --signing-key approve admitted
+    /// HostProcess Pods (static pods that admission never sees).
+    ///
+    /// Exit status: 0, or 2 for unreadable input or bad policies.
+    Mutate(server::MutateArgs),
+    /// Write a new approval signing key pair (<kid>.key, <kid>.pub) into a directory.
+    Keygen(server::KeygenArgs),
+    /// Print the HostProcessPolicy CustomResourceDefinition.
+    Crd,
 }
 
 /// `hostgate check`
@@ -192,6 +206,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Test(args) => test(args),
+        Command::Serve(args) => server::serve(*args),
+        Command::Mutate(args) => server::mutate(args),
+        Command::Keygen(args) => server::keygen(args),
+        Command::Crd => server::crd(),
     }
 }
 
