@@ -15,7 +15,9 @@
 //! `hostNetwork` is never defaulted (KEP-1981 keeps it explicit), nor `spec.os`.
 //!
 //! The policy whose defaults apply is the first matching policy that admits the defaulted pod, so
-//! defaulting and admission agree: [`default_workload`] tries each in turn.
+//! defaulting and admission agree: [`default_workload`] tries each in turn. When none admits
+//! it, the first matching policy's defaults apply, so findings name only what defaulting cannot
+//! fix.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,10 +111,14 @@ pub fn default_workload(
         }
     }
 
-    // No policy admits it: apply the policy-independent defaults, so that the findings describe
-    // the pod as it would reach validation.
+    // No policy admits it: apply the first matching policy's defaults (or only the
+    // policy-independent ones), so that the findings name only what defaulting cannot fix.
+    let first = set
+        .admitting()
+        .iter()
+        .find(|p| p.matches(ctx.namespace, ctx.namespace_labels, &service_account));
     let changes = match workload.pod_spec_mut() {
-        Some((spec, _)) => apply(spec, path, None),
+        Some((spec, _)) => apply(spec, path, first.map(|p| p.defaults())),
         None => Vec::new(),
     };
     let decision = match workload.pod() {
@@ -380,7 +386,7 @@ spec:
     }
 
     #[test]
-    fn without_an_admitting_policy_only_generic_defaults_apply() {
+    fn without_an_admitting_policy_the_first_matching_policy_defaults_apply() {
         let set = set(POLICY);
         let mut w = workload(
             "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {hostNetwork: true, containers: [{name: b, image: x, securityContext: {windowsOptions: {hostProcess: true}}, resources: {requests: {cpu: '2'}}}]}}",
@@ -394,12 +400,37 @@ spec:
                 "spec.securityContext.windowsOptions.hostProcess",
                 "spec.securityContext.windowsOptions.runAsUserName",
                 "spec.nodeSelector[kubernetes.io/os]",
+                "spec.containers[0].resources.limits.memory",
             ]
         );
         assert_eq!(d.policy, None);
         assert!(!d.decision.allowed);
         let rules: Vec<_> = d.decision.denials.iter().map(|f| f.rule).collect();
-        assert_eq!(rules, ["HG-USER-02", "HG-LIMITS-01", "HG-LIMITS-01"]);
+        assert_eq!(
+            rules,
+            ["HG-LIMITS-01"],
+            "only the CPU limit defaulting could not add"
+        );
+        // With no matching policy, only the policy-independent defaults apply.
+        let mut w = workload(
+            "{apiVersion: v1, kind: Pod, metadata: {name: p, namespace: elsewhere}, spec: {hostNetwork: true, containers: [{name: b, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
+        );
+        let other = set_in(POLICY, "[only-here]");
+        let d = default_workload(&other, &mut w, &EvalContext::new("elsewhere"));
+        assert_eq!(d.changes.len(), 3);
+        assert_eq!(
+            w.pod()
+                .and_then(|v| v.windows_options())
+                .and_then(|o| o.run_as_user_name.clone()),
+            Some(LEAST_PRIVILEGE_USER.to_owned())
+        );
+    }
+
+    fn set_in(policy: &str, namespaces: &str) -> PolicySet {
+        set(&policy.replace(
+            "spec:\n",
+            &format!("spec:\n  match: {{namespaces: {namespaces}}}\n"),
+        ))
     }
 
     #[test]
