@@ -13,6 +13,7 @@ use hostgate::check::{self, Input, input};
 use hostgate::manifest::read_documents;
 use hostgate::mutate::mutate_value;
 use hostgate::server::routes::Limits;
+use hostgate::server::state::PolicySource;
 use hostgate::server::tls::{TlsFiles, generate_self_signed};
 use hostgate::server::{ServeConfig, Server};
 use hostgate::telemetry::{self, LogFormat};
@@ -54,6 +55,17 @@ pub struct ServeArgs {
     /// else $HOSTGATE_POLICIES].
     #[arg(short = 'p', long = "policies", value_name = "DIR")]
     pub policies: Vec<PathBuf>,
+
+    /// Where policies come from: files (--policies), HostProcessPolicy objects in the cluster,
+    /// or both (a file policy wins over an object of the same name). With the cluster, namespace
+    /// labels are watched too, for namespaceSelectors.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = PolicySourceArg::Files)]
+    pub policy_source: PolicySourceArg,
+
+    /// Write the signing key's public half into this existing ConfigMap (NAMESPACE/NAME) as
+    /// <kid>.pub, for the node agents.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "signing_key")]
+    pub publish_public_key: Option<String>,
 
     /// Private key (PKCS#8 PEM) that signs approvals of admitted HostProcess pods. Without it,
     /// approvals are neither signed nor verified.
@@ -103,6 +115,17 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `--policy-source`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicySourceArg {
+    /// Policy files and directories (--policies).
+    Files,
+    /// HostProcessPolicy objects in the cluster.
+    Cluster,
+    /// Both.
+    Both,
 }
 
 /// Logging flags.
@@ -182,11 +205,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             _ => bail!("give --tls-cert-file and --tls-private-key-file, or --tls-self-signed"),
         }
     };
+    let policy_source = match args.policy_source {
+        PolicySourceArg::Files => PolicySource::Files,
+        PolicySourceArg::Cluster => PolicySource::Cluster,
+        PolicySourceArg::Both => PolicySource::Both,
+    };
+    let policies = if policy_source == PolicySource::Cluster {
+        Vec::new()
+    } else {
+        policy_paths(&args.policies)?
+    };
     let mut config = ServeConfig::new(
         SocketAddr::new(args.bind_address, args.secure_port),
         tls,
-        policy_paths(&args.policies)?,
+        policies,
     );
+    config.policy_source = policy_source;
+    config.publish_public_key = args.publish_public_key;
     config.signing_key = args.signing_key;
     config.trust_keys = args.trust_keys;
     config.allow_privileged = args.allow_privileged;

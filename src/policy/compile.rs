@@ -764,6 +764,13 @@ impl PolicySet {
         self
     }
 
+    /// Every policy, by value (built-in profiles included).
+    pub fn into_policies(self) -> Vec<CompiledPolicy> {
+        let mut all = self.admitting;
+        all.extend(self.profiles);
+        all
+    }
+
     /// Policies that can admit HostProcess pods, by name.
     pub fn admitting(&self) -> &[CompiledPolicy] {
         &self.admitting

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub certificate_reload_errors: Counter,
     /// Successful certificate reloads.
     pub certificate_reloads: Counter,
+    /// Errors of the cluster watches (they retry with back-off).
+    pub watch_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -93,6 +95,7 @@ impl Metrics {
         let certificate_expiry = Gauge::<f64, AtomicU64>::default();
         let certificate_reload_errors = Counter::default();
         let certificate_reloads = Counter::default();
+        let watch_errors = Counter::default();
         registry.register(
             "admission_requests",
             "Admission reviews by endpoint, operation, kind and decision",
@@ -144,7 +147,13 @@ impl Metrics {
             "Successful certificate reloads",
             certificate_reloads.clone(),
         );
+        registry.register(
+            "watch_errors",
+            "Errors of the HostProcessPolicy and Namespace watches; they retry with back-off",
+            watch_errors.clone(),
+        );
         Metrics {
+            watch_errors,
             registry,
             requests,
             findings,

@@ -8,6 +8,7 @@
 //! swaps in what changed; a bad policy set or certificate is logged and counted, and the last
 //! good one stays in force.
 
+pub mod cluster;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -30,7 +31,7 @@ use tokio::sync::Semaphore;
 use crate::approval::{KeyError, SigningIdentity, TrustStore};
 use crate::policy::load::{fingerprint, load_paths};
 use routes::Limits;
-use state::AppState;
+use state::{AppState, PolicySource};
 use tls::{TlsContents, TlsError, TlsFiles};
 
 /// Everything `hostgate serve` is configured with.
@@ -60,6 +61,11 @@ pub struct ServeConfig {
     pub shutdown_delay: Duration,
     /// Then, how long in-flight requests get to finish.
     pub shutdown_timeout: Duration,
+    /// Where policies come from.
+    pub policy_source: PolicySource,
+    /// `namespace/name` of a ConfigMap into which the signing key's public half is written, for
+    /// the node agents.
+    pub publish_public_key: Option<String>,
 }
 
 impl ServeConfig {
@@ -78,6 +84,8 @@ impl ServeConfig {
             max_connections: 4096,
             shutdown_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(25),
+            policy_source: PolicySource::Files,
+            publish_public_key: None,
         }
     }
 }
@@ -91,6 +99,12 @@ pub enum ServerError {
     /// The signing or trust keys could not be read.
     #[error("approval keys: {0}")]
     Keys(#[from] KeyError),
+    /// No Kubernetes client could be configured (in-cluster or kubeconfig).
+    #[error("Kubernetes client: {0}")]
+    Kube(#[source] kube::Error),
+    /// A flag value is unusable.
+    #[error("{0}")]
+    Config(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -111,12 +125,37 @@ pub struct Server {
     tls_contents: TlsContents,
     policy_fingerprint: u64,
     listener: TcpListener,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// Loads keys, TLS and policies, and binds the listener. A policy set that does not load is
     /// not fatal: the server starts unready and keeps retrying.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
+        Self::bind_with_client(config, None).await
+    }
+
+    /// As [`Server::bind`], with a given Kubernetes client (tests pass a mock); without one, a
+    /// client is configured from the environment when the cluster is needed.
+    pub async fn bind_with_client(
+        config: ServeConfig,
+        client: Option<kube::Client>,
+    ) -> Result<Server, ServerError> {
+        let publish = config
+            .publish_public_key
+            .as_deref()
+            .map(|target| {
+                target
+                    .split_once('/')
+                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                    .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+                    .ok_or_else(|| {
+                        ServerError::Config(format!(
+                            "--publish-public-key {target:?}: expected NAMESPACE/NAME"
+                        ))
+                    })
+            })
+            .transpose()?;
         let signer = config
             .signing_key
             .as_deref()
@@ -132,7 +171,50 @@ impl Server {
         } else {
             tracing::warn!("no --signing-key: approvals are neither signed nor verified");
         }
+        if publish.is_some() && signer.is_none() {
+            return Err(ServerError::Config(
+                "--publish-public-key needs --signing-key".to_owned(),
+            ));
+        }
+        let published = match (&signer, &publish) {
+            (Some(s), Some((ns, name))) => cluster::public_key_pem(s)
+                .map(|pem| (s.kid().to_owned(), pem, ns.clone(), name.clone())),
+            _ => None,
+        };
         let state = Arc::new(AppState::new(signer, trust, config.allow_privileged));
+        state.set_policy_source(config.policy_source);
+        let needs_cluster = published.is_some() || config.policy_source != PolicySource::Files;
+        let client = match (client, needs_cluster) {
+            (Some(c), _) => Some(c),
+            (None, true) => Some(
+                kube::Client::try_default()
+                    .await
+                    .map_err(ServerError::Kube)?,
+            ),
+            (None, false) => None,
+        };
+        let mut background = Vec::new();
+        if let Some(client) = &client {
+            if config.policy_source != PolicySource::Files {
+                background.push(tokio::spawn(cluster::watch_policies(
+                    client.clone(),
+                    Arc::clone(&state),
+                )));
+                background.push(tokio::spawn(cluster::watch_namespaces(
+                    client.clone(),
+                    Arc::clone(&state),
+                )));
+            }
+            if let Some((kid, pem, ns, name)) = published {
+                background.push(tokio::spawn(cluster::publish_public_key(
+                    client.clone(),
+                    kid,
+                    pem,
+                    ns,
+                    name,
+                )));
+            }
+        }
 
         let tls_contents = config.tls.read()?;
         let (server_config, expiry) = config.tls.build(&tls_contents)?;
@@ -141,7 +223,9 @@ impl Server {
 
         // Fingerprint before loading, so a change during the load is noticed by the first poll.
         let policy_fingerprint = fingerprint(&config.policies);
-        load_policies(&state, &config.policies);
+        if config.policy_source != PolicySource::Cluster {
+            load_policies(&state, &config.policies);
+        }
 
         let listener =
             TcpListener::bind(config.bind)
@@ -157,6 +241,7 @@ impl Server {
             tls_contents,
             policy_fingerprint,
             listener,
+            background,
         })
     }
 
@@ -179,6 +264,7 @@ impl Server {
             tls_contents,
             policy_fingerprint,
             listener,
+            background,
         } = self;
         let reloader = tokio::spawn(reload_loop(
             config.clone(),
@@ -256,6 +342,9 @@ impl Server {
         }
         drop(listener);
         reloader.abort();
+        for task in background {
+            task.abort();
+        }
         let open = graceful.count();
         tracing::info!(open, timeout = ?config.shutdown_timeout, "draining connections");
         if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
@@ -273,8 +362,8 @@ fn load_policies(state: &AppState, paths: &[PathBuf]) {
     match load_paths(paths) {
         Ok(set) => {
             let count = set.len();
-            let generation = state.install_policies(set, Default::default());
-            tracing::info!(policies = count, generation, "policy set loaded");
+            state.set_file_policies(set);
+            tracing::info!(policies = count, "policy files loaded");
         }
         Err(errors) => {
             state.metrics.policy_reload_errors.inc();
@@ -300,7 +389,7 @@ async fn reload_loop(
     loop {
         ticker.tick().await;
         let print = fingerprint(&config.policies);
-        if print != attempted {
+        if print != attempted && config.policy_source != PolicySource::Cluster {
             attempted = print;
             load_policies(&state, &config.policies);
         }

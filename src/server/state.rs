@@ -2,8 +2,8 @@
 //! readiness and metrics.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -11,7 +11,7 @@ use arc_swap::ArcSwapOption;
 use super::metrics::Metrics;
 use crate::admission::{Endpoint, MalformedReview, Outcome, Reviewer};
 use crate::approval::{SigningIdentity, TrustStore};
-use crate::policy::PolicySet;
+use crate::policy::{CompiledPolicy, PolicySet};
 
 /// An immutable policy snapshot: what one review sees from start to end.
 #[derive(Debug, Default)]
@@ -22,6 +22,60 @@ pub struct PolicyState {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Increments with every successful load.
     pub generation: u64,
+}
+
+/// Where policies come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicySource {
+    /// Policy files and directories.
+    #[default]
+    Files,
+    /// `HostProcessPolicy` objects in the cluster.
+    Cluster,
+    /// Both; a file policy wins over a cluster object of the same name.
+    Both,
+}
+
+impl PolicySource {
+    fn files(self) -> bool {
+        matches!(self, PolicySource::Files | PolicySource::Both)
+    }
+
+    fn cluster(self) -> bool {
+        matches!(self, PolicySource::Cluster | PolicySource::Both)
+    }
+}
+
+/// The last good input of every source; a policy set is built once all required ones are in.
+#[derive(Debug, Default)]
+struct Sources {
+    mode: PolicySource,
+    files: Option<Vec<CompiledPolicy>>,
+    cluster: Option<BTreeMap<String, CompiledPolicy>>,
+    namespaces: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Sources {
+    fn complete(&self) -> bool {
+        (!self.mode.files() || self.files.is_some())
+            && (!self.mode.cluster() || (self.cluster.is_some() && self.namespaces.is_some()))
+    }
+
+    /// The set, with cluster objects shadowed by a file policy of the same name left out.
+    fn build(&self) -> (PolicySet, Vec<String>) {
+        let mut policies: Vec<CompiledPolicy> = self.files.clone().unwrap_or_default();
+        let mut shadowed = Vec::new();
+        for (name, p) in self.cluster.iter().flatten() {
+            if policies.iter().any(|f| &**f.name() == name) {
+                shadowed.push(name.clone());
+            } else {
+                policies.push(p.clone());
+            }
+        }
+        // Names are unique within each source and clashes were removed above.
+        let set = PolicySet::new(policies).unwrap_or_default();
+        (set, shadowed)
+    }
 }
 
 /// Why a review could not be answered.
@@ -39,6 +93,7 @@ pub enum ReviewError {
 #[derive(Debug)]
 pub struct AppState {
     policies: ArcSwapOption<PolicyState>,
+    sources: Mutex<Sources>,
     signer: Option<SigningIdentity>,
     trust: Option<TrustStore>,
     allow_privileged: bool,
@@ -62,6 +117,7 @@ impl AppState {
         });
         AppState {
             policies: ArcSwapOption::empty(),
+            sources: Mutex::new(Sources::default()),
             signer,
             trust,
             allow_privileged,
@@ -69,6 +125,44 @@ impl AppState {
             tls_ready: AtomicBool::new(false),
             metrics: Metrics::new(),
         }
+    }
+
+    /// Sets where policies come from (before any is loaded).
+    pub fn set_policy_source(&self, mode: PolicySource) {
+        self.with_sources(|s| s.mode = mode);
+    }
+
+    /// The last good set of file policies.
+    pub fn set_file_policies(&self, set: PolicySet) {
+        self.with_sources(|s| s.files = Some(set.into_policies()));
+    }
+
+    /// The valid cluster policies by name (after the initial list, and on every change).
+    pub fn set_cluster_policies(&self, policies: BTreeMap<String, CompiledPolicy>) -> Vec<String> {
+        self.with_sources(|s| s.cluster = Some(policies))
+    }
+
+    /// Namespace labels (after the initial list, and on every change).
+    pub fn set_namespaces(&self, namespaces: BTreeMap<String, BTreeMap<String, String>>) {
+        self.with_sources(|s| s.namespaces = Some(namespaces));
+    }
+
+    /// Applies a change to the sources and, once every required source is in, installs the set
+    /// they make. Returns the cluster policies a file policy shadows.
+    fn with_sources(&self, change: impl FnOnce(&mut Sources)) -> Vec<String> {
+        // A poisoned lock only means another update panicked midway; the data is still whole.
+        let mut sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut sources);
+        if !sources.complete() {
+            return Vec::new();
+        }
+        let (set, shadowed) = sources.build();
+        let namespaces = sources.namespaces.clone().unwrap_or_default();
+        self.install_policies(set, namespaces);
+        shadowed
     }
 
     /// Installs a new policy set; returns its generation.
