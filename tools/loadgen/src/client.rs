@@ -59,8 +59,7 @@ pub fn tls_config(
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert =
-                cert.map_err(|e| anyhow::anyhow!("{}: invalid PEM: {e}", path.display()))?;
+            let cert = cert.map_err(|e| anyhow::anyhow!("{}: invalid PEM: {e}", path.display()))?;
             roots
                 .add(cert)
                 .map_err(|e| anyhow::anyhow!("{}: unusable CA certificate: {e}", path.display()))?;
@@ -170,7 +169,9 @@ impl Connector {
         tcp.set_nodelay(true)?;
         match &self.tls {
             Some((config, name)) => {
-                let stream = TlsConnector::from(Arc::clone(config)).connect(name.clone(), tcp).await?;
+                let stream = TlsConnector::from(Arc::clone(config))
+                    .connect(name.clone(), tcp)
+                    .await?;
                 let (_, session) = stream.get_ref();
                 let negotiated = Negotiated {
                     tls_version: session

@@ -106,7 +106,10 @@ fn setup(args: &Args) -> anyhow::Result<RunConfig> {
         .parse()
         .map_err(|_| anyhow::anyhow!("invalid method {:?}", args.method))?;
     Ok(RunConfig {
-        server_name: args.server_name.clone().unwrap_or_else(|| target.host.clone()),
+        server_name: args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| target.host.clone()),
         target,
         addr,
         tls,

@@ -37,10 +37,7 @@ pub enum BadReview {
 
 /// The `request.uid` of an AdmissionReview request body, if it has one.
 pub fn request_uid(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Review>(body)
-        .ok()?
-        .request?
-        .uid
+    serde_json::from_slice::<Review>(body).ok()?.request?.uid
 }
 
 /// Checks an answer body; `Ok(allowed)` when it is an `admission.k8s.io/v1` AdmissionReview

@@ -328,7 +328,13 @@ async fn worker(
             Ok(c) => c,
             Err(e) => {
                 let record = intended.unwrap_or_else(Instant::now) >= shared.measure_start;
-                note(&mut stats, &mut first_error, record, "connect", e.to_string());
+                note(
+                    &mut stats,
+                    &mut first_error,
+                    record,
+                    "connect",
+                    e.to_string(),
+                );
                 // Do not spin on a refused connection; stay bounded by the end of the run.
                 let pause = Instant::now() + Duration::from_millis(10);
                 tokio::time::sleep_until(pause.min(shared.end).into()).await;
@@ -384,7 +390,13 @@ async fn worker(
             }
             Ok(Err(e)) => {
                 slot.invalidate(generation).await;
-                note(&mut stats, &mut first_error, record, error_kind(&e), e.to_string());
+                note(
+                    &mut stats,
+                    &mut first_error,
+                    record,
+                    error_kind(&e),
+                    e.to_string(),
+                );
             }
             Err(_) => {
                 slot.invalidate(generation).await;
@@ -433,7 +445,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Report> {
     }
     let mut negotiated = Negotiated::default();
     while let Some(r) = opening.join_next().await {
-        negotiated = r?.map_err(|e| anyhow::anyhow!("cannot connect to {}: {e:#}", cfg.target.uri))?;
+        negotiated =
+            r?.map_err(|e| anyhow::anyhow!("cannot connect to {}: {e:#}", cfg.target.uri))?;
     }
 
     let bodies = cfg.bodies.len();

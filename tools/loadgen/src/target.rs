@@ -23,7 +23,9 @@ pub struct Target {
 
 /// Parses an `https://` (or `http://`) URL.
 pub fn parse(url: &str) -> Result<Target, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
