@@ -96,6 +96,7 @@ def measures():
         ("RSS idle after start", ("rss", "idle_kib"), mib, "MiB", "≤ 20 MiB", lambda v: v <= 20),
         ("RSS peak under load (VmHWM)", ("rss", "peak_kib"), mib, "MiB", "≤ 50 MiB", lambda v: v <= 50),
         ("RSS after load", ("rss", "after_kib"), mib, "MiB", "", None),
+        ("other work on the machine during the run", ("rss", "other_cpu_pct"), 1, "% of machine", "", None),
     ]
 
 
@@ -117,9 +118,9 @@ def problems(run):
             for f in ("errors", "non_2xx", "bad_reviews", "unsent"):
                 if v.get(f):
                     out.append(f"{k}: {f}={v[f]}")
-    bg = get(run, "rss", "background_cpu_pct") or []
-    if any(b > 10 for b in bg):
-        out.append(f"other work kept the machine {max(bg)}% busy around this run")
+    other = get(run, "rss", "other_cpu_pct")
+    if isinstance(other, (int, float)) and other > 10:
+        out.append(f"other work used {other}% of the machine during this run")
     return out
 
 
@@ -130,6 +131,8 @@ def fmt(v, unit):
         return f"{v:,.0f}"
     if unit == "%":
         return f"{v:.0f}%"
+    if unit.startswith("%"):
+        return f"{v:.0f}"
     if unit == "MiB":
         return f"{v:.1f}"
     return f"{v:.3f}"
@@ -145,7 +148,7 @@ def main():
         ldir = os.path.join(root, layout)
         runs = []
         for rd in sorted(os.listdir(ldir)):
-            if rd.startswith("run"):
+            if re.fullmatch(r"run\d+", rd):
                 r = load_run(os.path.join(ldir, rd))
                 derive(r)
                 runs.append(r)

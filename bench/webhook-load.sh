@@ -27,7 +27,8 @@
 # HOSTGATE_BIN (skip building hostgate, use this binary), LOADGEN_BIN, RESULTS_DIR
 # (bench/results), BENCH_WORK (/tmp/hostgate-bench: certificates, workload, nginx prefix),
 # NO_INSTALL=1 (never apt-get/pip), CARGO_TARGET_DIR, QUIET_WAIT (120: seconds to wait for
-# other work to stop before each run), QUIET_MAX_PCT (10: busy % that counts as quiet).
+# other work to stop before each run), QUIET_MAX_PCT (10: share of the machine that other work
+# may use during a run before the run is repeated), RETRIES (2: repeats of a disturbed run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +53,7 @@ die() { printf 'webhook-load.sh: %s\n' "$*" >&2; exit 1; }
 # --- processes we start, and their cleanup -------------------------------------------------
 HOSTGATE_PID=""
 NGINX_PID=""
+OTHER_PCT=0
 stop_pid() { # pid: TERM, wait up to 5 s, then KILL
     local pid=$1
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -195,7 +197,7 @@ start_hostgate() { # cpus
     $1 "$HOSTGATE_BIN" serve --policies "$ROOT/policies" \
         --bind-address "$HOST" --secure-port "$HOSTGATE_PORT" \
         --tls-cert-file "$WORK/tls/tls.crt" --tls-private-key-file "$WORK/tls/tls.key" \
-        --log-level warn >"$WORK/hostgate.log" 2>&1 &
+        --log-level warn --shutdown-delay 0s --shutdown-timeout 2s >"$WORK/hostgate.log" 2>&1 &
     HOSTGATE_PID=$!
     wait_https "https://$HOST:$HOSTGATE_PORT/readyz" ||
         { cat "$WORK/hostgate.log" >&2; die "hostgate did not become ready"; }
@@ -210,15 +212,21 @@ start_nginx() { # cpus
         { cat "$WORK/nginx/logs/error.log" >&2; die "nginx did not start"; }
 }
 
-# CPU busy % of the whole machine over one second (from /proc/stat), to catch other work
-# (a build, another benchmark) that would skew the figures.
+# CPU accounting from /proc/stat and /proc/$$/stat, in clock ticks: what the machine spent
+# busy (user + nice + system, all CPUs), everything it could have spent, and what this script's
+# finished children (servers, load generators) spent. Other work = machine - children.
+machine_ticks() { awk '/^cpu /{print $2+$3+$4, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+children_ticks() { awk '{print $16+$17}' "/proc/$$/stat"; }
+pct() { awk -v n="$1" -v d="$2" 'BEGIN { printf "%.0f", (d > 0) ? 100 * n / d : 0 }'; }
+
+# CPU busy % of the whole machine over one second, to catch other work (a build, another
+# benchmark) that would skew the figures.
 cpu_busy_pct() {
     local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    read -r -a a <<<"$(machine_ticks)"
     sleep 1
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        t = y[2] - x[2]; printf "%.0f", t > 0 ? 100 * (y[1] - x[1]) / t : 0 }'
+    read -r -a b <<<"$(machine_ticks)"
+    pct $((b[0] - a[0])) $((b[1] - a[1]))
 }
 
 # Waits (up to QUIET_WAIT seconds) until the machine is idle before a run.
@@ -262,12 +270,15 @@ one_run() { # layout run_dir
     esac
     mkdir -p "$dir"
     local hg="https://$HOST:$HOSTGATE_PORT" ng="https://$HOST:$NGINX_PORT"
+    local m0 c0 m1 c1
+    read -r -a m0 <<<"$(machine_ticks)"
+    c0=$(children_ticks)
 
     wait_quiet
     start_hostgate "$server_cpus"
     # One idle second: hostgate settles, and the machine's busy % shows other work, if any.
-    local idle background
-    background=$(cpu_busy_pct)
+    local idle
+    sleep 1
     idle=$(vm "$HOSTGATE_PID" VmRSS)
     # The size of hostgate's answer to the captured review, for nginx's static answer.
     local answer_size
@@ -294,11 +305,16 @@ one_run() { # layout run_dir
     peak=$(vm "$HOSTGATE_PID" VmHWM)
     after=$(vm "$HOSTGATE_PID" VmRSS)
     threads=$(vm "$HOSTGATE_PID" Threads)
-    local background_after
-    background_after=$(cpu_busy_pct)
-    printf '{"idle_kib": %s, "peak_kib": %s, "after_kib": %s, "threads": %s, "answer_bytes": %s, "background_cpu_pct": [%s, %s]}\n' \
-        "$idle" "$peak" "$after" "$threads" "$answer_size" "$background" "$background_after" >"$dir/rss.json"
     stop_servers
+    read -r -a m1 <<<"$(machine_ticks)"
+    c1=$(children_ticks)
+    # Share of the machine's whole capacity that work other than this run used during it.
+    local other
+    other=$(pct $((m1[0] - m0[0] - (c1 - c0))) $((m1[1] - m0[1])))
+    ((other < 0)) && other=0
+    printf '{"idle_kib": %s, "peak_kib": %s, "after_kib": %s, "threads": %s, "answer_bytes": %s, "other_cpu_pct": %s}\n' \
+        "$idle" "$peak" "$after" "$threads" "$answer_size" "$other" >"$dir/rss.json"
+    OTHER_PCT=$other
 }
 
 # Profile: hostgate (built with line tables, CPU 0) saturated by hostgate-loadgen (CPU 1);
@@ -376,10 +392,22 @@ json.dump({
               "shared": "nothing pinned: server (2 threads / 2 nginx workers) and generator share 2 CPUs"},
 }, open(sys.argv[1], "w"), indent=1)
 EOF
+    local attempt
     for run in $(seq "$RUNS"); do
         for layout in $LAYOUTS; do
-            log "run $run/$RUNS, layout $layout"
-            one_run "$layout" "$out/$layout/run$run"
+            # A run during which other work took more than QUIET_MAX_PCT of the machine is
+            # kept aside (discarded-*) and repeated, up to RETRIES times.
+            for attempt in $(seq 0 "${RETRIES:-2}"); do
+                local note=""
+                ((attempt)) && note=" (repeat $attempt)"
+                log "run $run/$RUNS, layout $layout$note"
+                one_run "$layout" "$out/$layout/run$run"
+                ((OTHER_PCT <= ${QUIET_MAX_PCT:-10})) && break
+                ((attempt == ${RETRIES:-2})) && { log "other work kept using ${OTHER_PCT}% of the machine; keeping this run"; break; }
+                log "other work used ${OTHER_PCT}% of the machine during this run; repeating it"
+                mv "$out/$layout/run$run" "$out/$layout/discarded-run$run-$attempt"
+                wait_quiet
+            done
         done
     done
     python3 "$BENCH/summarize.py" "$out" | tee "$out/summary.md"
