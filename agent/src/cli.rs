@@ -67,6 +67,84 @@ pub enum Command {
     /// approving policy is gone or no longer admits it; 130/143 stopped by SIGINT/SIGTERM
     /// before the pod completed.
     Run(RunArgs),
+    /// Keep this node's copy of the trusted public keys and the policies current.
+    ///
+    /// Every --interval, reads --trust-keys (`*.pub`) and --policies (YAML/JSON, recursively),
+    /// and when their content changed, validates it as `run` would load it and installs it
+    /// atomically as DEST/trust and DEST/policies (links through DEST/current to a new version
+    /// directory; the previous version is kept). An invalid set is not installed: the last good
+    /// one stays and the reason is logged. SIGTERM or Ctrl-C stops it (exit 0).
+    ///
+    /// Relative source paths are taken from $CONTAINER_SANDBOX_MOUNT_POINT when it is set, so
+    /// in a HostProcess container they name the pod's volumes with either containerd volume
+    /// layout.
+    ///
+    /// Exit codes with --once: 0 installed or unchanged; 3 the destination could not be
+    /// written; 4 the sources are invalid (or hold no key yet).
+    Sync(SyncArgs),
+}
+
+/// `hostgate-agent sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Directory of trusted public keys (`*.pub`), e.g. the mounted public-key ConfigMap.
+    #[arg(long, value_name = "DIR")]
+    pub trust_keys: PathBuf,
+    /// Directory of HostProcessPolicy files, e.g. the mounted policies ConfigMap.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    /// Where the node's copy is installed: DEST/trust and DEST/policies.
+    #[arg(long, value_name = "DIR")]
+    pub dest: PathBuf,
+    /// Time between two passes.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// One pass, then exit with its result.
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl SyncArgs {
+    /// The sync configuration, with relative sources resolved against
+    /// `$CONTAINER_SANDBOX_MOUNT_POINT` when set.
+    pub fn config(&self) -> crate::sync::SyncConfig {
+        let sandbox = std::env::var_os(crate::sync::SANDBOX_MOUNT_POINT_ENV);
+        crate::sync::SyncConfig {
+            trust_keys: crate::sync::resolve_source(&self.trust_keys, sandbox.as_deref()),
+            policies: crate::sync::resolve_source(&self.policies, sandbox.as_deref()),
+            dest: self.dest.clone(),
+        }
+    }
+
+    /// Runs `sync` until `stop` fires (or one pass with --once); returns the exit code.
+    pub fn execute(&self, stop: &crate::stop::StopToken) -> u8 {
+        let mut syncer = crate::sync::Syncer::new(self.config());
+        if self.once {
+            return match syncer.sync_once() {
+                Ok(outcome) => {
+                    println!("{}", crate::sync::Counts(&outcome));
+                    0
+                }
+                Err(err) => {
+                    eprintln!("hostgate-agent: {}", crate::sync::error_chain(&err));
+                    if err.is_invalid_input() { 4 } else { 3 }
+                }
+            };
+        }
+        if self.interval.is_zero() {
+            eprintln!("hostgate-agent: --interval must be more than 0");
+            return 2;
+        }
+        tracing::info!(
+            trust_keys = %syncer.config().trust_keys.display(),
+            policies = %syncer.config().policies.display(),
+            dest = %syncer.config().dest.display(),
+            interval = ?self.interval,
+            "syncing"
+        );
+        syncer.run(self.interval, stop);
+        0
+    }
 }
 
 /// `hostgate-agent run`.
@@ -254,6 +332,47 @@ mod tests {
     }
 
     #[test]
+    fn sync_arguments() {
+        let cli = Cli::try_parse_from([
+            "hostgate-agent",
+            "sync",
+            "--trust-keys",
+            "etc/hostgate/trust",
+            "--policies",
+            "/p",
+            "--dest",
+            "/d",
+            "--interval",
+            "5s",
+        ])
+        .expect("parses");
+        let Command::Sync(args) = cli.command else {
+            panic!("sync")
+        };
+        assert_eq!(args.interval, Duration::from_secs(5));
+        assert!(!args.once);
+        assert_eq!(args.dest, PathBuf::from("/d"));
+        let once = Cli::try_parse_from([
+            "hostgate-agent",
+            "sync",
+            "--trust-keys",
+            "k",
+            "--policies",
+            "p",
+            "--dest",
+            "d",
+            "--once",
+        ])
+        .expect("parses");
+        let Command::Sync(args) = once.command else {
+            panic!("sync")
+        };
+        assert!(args.once);
+        assert_eq!(args.interval, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["hostgate-agent", "sync", "--trust-keys", "k"]).is_err());
+    }
+
+    #[test]
     fn run_arguments() {
         let cli = Cli::try_parse_from([
             "hostgate-agent",
@@ -276,7 +395,9 @@ mod tests {
             "false",
         ])
         .expect("parses");
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
         assert_eq!(args.manifest, PathBuf::from("pod.yaml"));
         assert_eq!(args.policies, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(args.restart_backoff, Duration::from_millis(20));

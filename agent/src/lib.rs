@@ -10,6 +10,8 @@
 //!   container's runtime view (what a containerd shim sees);
 //! * [`kubelet`]: the kubelet's own rules (`$(VAR)` expansion, limits → runtime resources);
 //! * [`pod`]: the static pod runner behind `hostgate-agent run`, composed from the above;
+//! * [`sync`]: keeps the node's copy of the trusted keys and policies current
+//!   (`hostgate-agent sync`);
 //! * [`cli`]: the command line.
 
 pub mod cli;
@@ -19,4 +21,5 @@ pub mod kubelet;
 #[cfg(any(target_os = "linux", windows))]
 pub mod pod;
 pub mod stop;
+pub mod sync;
 pub mod verify;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 ExitCode::from(err.exit_code())
             }
         },
+        Command::Sync(args) => ExitCode::from(args.execute(&stop)),
     }
 }
 
