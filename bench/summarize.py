@@ -120,7 +120,9 @@ def problems(run):
                     out.append(f"{k}: {f}={v[f]}")
     other = get(run, "rss", "other_cpu_pct")
     if isinstance(other, (int, float)) and other > 10:
-        out.append(f"other work used {other}% of the machine during this run")
+        by = get(run, "rss", "other_cpu_pct_by_phase") or {}
+        detail = ", ".join(f"{k} {v}%" for k, v in by.items() if v > 10)
+        out.append(f"other work used up to {other}% of the machine during this run ({detail})")
     return out
 
 

@@ -54,6 +54,7 @@ die() { printf 'webhook-load.sh: %s\n' "$*" >&2; exit 1; }
 HOSTGATE_PID=""
 NGINX_PID=""
 OTHER_PCT=0
+PHASES=""
 stop_pid() { # pid: TERM, wait up to 5 s, then KILL
     local pid=$1
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -217,6 +218,33 @@ start_nginx() { # cpus
 # finished children (servers, load generators) spent. Other work = machine - children.
 machine_ticks() { awk '/^cpu /{print $2+$3+$4, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 children_ticks() { awk '{print $16+$17}' "/proc/$$/stat"; }
+# Ticks used so far by this script's finished children plus its live servers (and their
+# workers); the comm field of /proc/PID/stat has no spaces for these programs.
+our_ticks() {
+    local t pid
+    t=$(children_ticks)
+    for pid in $HOSTGATE_PID $NGINX_PID ${NGINX_PID:+$(pgrep -P "$NGINX_PID" || true)}; do
+        [[ -r "/proc/$pid/stat" ]] && t=$((t + $(awk '{print $14+$15}' "/proc/$pid/stat")))
+    done
+    echo "$t"
+}
+
+# Runs one measurement ("name" then the command) and records the share of the machine that
+# other work used meanwhile in $PHASES (name:pct ...) and the largest in $OTHER_PCT.
+phase() {
+    local name=$1 m0 m1 o0 o1 other
+    shift
+    read -r -a m0 <<<"$(machine_ticks)"
+    o0=$(our_ticks)
+    "$@"
+    read -r -a m1 <<<"$(machine_ticks)"
+    o1=$(our_ticks)
+    other=$(pct $((m1[0] - m0[0] - (o1 - o0))) $((m1[1] - m0[1])))
+    ((other < 0)) && other=0
+    PHASES+="\"$name\": $other, "
+    ((other > OTHER_PCT)) && OTHER_PCT=$other
+    return 0
+}
 pct() { awk -v n="$1" -v d="$2" 'BEGIN { printf "%.0f", (d > 0) ? 100 * n / d : 0 }'; }
 
 # CPU busy % of the whole machine over one second, to catch other work (a build, another
@@ -270,9 +298,8 @@ one_run() { # layout run_dir
     esac
     mkdir -p "$dir"
     local hg="https://$HOST:$HOSTGATE_PORT" ng="https://$HOST:$NGINX_PORT"
-    local m0 c0 m1 c1
-    read -r -a m0 <<<"$(machine_ticks)"
-    c0=$(children_ticks)
+    OTHER_PCT=0
+    PHASES=""
 
     wait_quiet
     start_hostgate "$server_cpus"
@@ -288,33 +315,28 @@ one_run() { # layout run_dir
     start_nginx "$server_cpus"
 
     log "[$layout] saturation (wrk -t1 -c$CONNECTIONS -d${SAT_SECONDS}s)"
-    wrk_run "$dir/wrk-hostgate-review.txt" "$hg/validate" "$WORK/review.list"
-    wrk_run "$dir/wrk-hostgate-workload.txt" "$hg/validate" "$WORK/workload.list"
-    wrk_run "$dir/wrk-nginx.txt" "$ng/" "$WORK/review.list"
+    phase wrk_hostgate_review wrk_run "$dir/wrk-hostgate-review.txt" "$hg/validate" "$WORK/review.list"
+    phase wrk_hostgate_workload wrk_run "$dir/wrk-hostgate-workload.txt" "$hg/validate" "$WORK/workload.list"
+    phase wrk_nginx wrk_run "$dir/wrk-nginx.txt" "$ng/" "$WORK/review.list"
     grep -h 'Requests/sec' "$dir"/wrk-*.txt >&2 || true
 
     log "[$layout] saturation (hostgate-loadgen --rate max)"
-    loadgen_run "$dir/loadgen-hostgate-max.json" "$hg/validate" max -d "${SAT_SECONDS}s" -w 1s --expect-review
-    loadgen_run "$dir/loadgen-nginx-max.json" "$ng/" max -d "${SAT_SECONDS}s" -w 1s
+    phase loadgen_hostgate_max loadgen_run "$dir/loadgen-hostgate-max.json" "$hg/validate" max -d "${SAT_SECONDS}s" -w 1s --expect-review
+    phase loadgen_nginx_max loadgen_run "$dir/loadgen-nginx-max.json" "$ng/" max -d "${SAT_SECONDS}s" -w 1s
 
     log "[$layout] latency at 1,000/s and 5,000/s (open loop, ${LAT_SECONDS}s each)"
-    loadgen_run "$dir/loadgen-hostgate-1000.json" "$hg/validate" 1000 -d "${LAT_SECONDS}s" -w 1s --expect-review
-    loadgen_run "$dir/loadgen-hostgate-5000.json" "$hg/validate" 5000 -d "${LAT_SECONDS}s" -w 1s --expect-review
+    phase loadgen_hostgate_1000 loadgen_run "$dir/loadgen-hostgate-1000.json" "$hg/validate" 1000 -d "${LAT_SECONDS}s" -w 1s --expect-review
+    phase loadgen_hostgate_5000 loadgen_run "$dir/loadgen-hostgate-5000.json" "$hg/validate" 5000 -d "${LAT_SECONDS}s" -w 1s --expect-review
 
     local peak after threads
     peak=$(vm "$HOSTGATE_PID" VmHWM)
     after=$(vm "$HOSTGATE_PID" VmRSS)
     threads=$(vm "$HOSTGATE_PID" Threads)
     stop_servers
-    read -r -a m1 <<<"$(machine_ticks)"
-    c1=$(children_ticks)
-    # Share of the machine's whole capacity that work other than this run used during it.
-    local other
-    other=$(pct $((m1[0] - m0[0] - (c1 - c0))) $((m1[1] - m0[1])))
-    ((other < 0)) && other=0
-    printf '{"idle_kib": %s, "peak_kib": %s, "after_kib": %s, "threads": %s, "answer_bytes": %s, "other_cpu_pct": %s}\n' \
-        "$idle" "$peak" "$after" "$threads" "$answer_size" "$other" >"$dir/rss.json"
-    OTHER_PCT=$other
+    # other_cpu_pct: the largest share of the machine that work other than this run used
+    # during one of its measurements (by_phase: each of them).
+    printf '{"idle_kib": %s, "peak_kib": %s, "after_kib": %s, "threads": %s, "answer_bytes": %s, "other_cpu_pct": %s, "other_cpu_pct_by_phase": {%s}}\n' \
+        "$idle" "$peak" "$after" "$threads" "$answer_size" "$OTHER_PCT" "${PHASES%, }" >"$dir/rss.json"
 }
 
 # Profile: hostgate (built with line tables, CPU 0) saturated by hostgate-loadgen (CPU 1);
