@@ -1308,6 +1308,9 @@ fn check_rendered(
     )
 }
 
+/// A change to the agent DaemonSet.
+type Change = fn(&mut Value);
+
 /// The agent's policy is exact: another image, a digest policy without the digest, or a bigger
 /// limit is refused. (The chart's policy is what makes the agent admissible, not a loophole.)
 #[test]
@@ -1319,43 +1322,28 @@ fn the_agent_policy_admits_only_the_agent() {
     let objs = parse(&text);
     let policies = Arc::new(policy_files(&objs));
     let ds = find(&objs, "DaemonSet", "hg-hostgate-agent").clone();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        (
-            "another image",
-            Box::new(|d: &mut Value| {
-                d["spec"]["template"]["spec"]["containers"][0]["image"] =
-                    Value::from("ghcr.io/evil/agent:latest");
-            }),
-        ),
-        (
-            "the tag instead of the digest",
-            Box::new(|d: &mut Value| {
-                d["spec"]["template"]["spec"]["containers"][0]["image"] =
-                    Value::from("ghcr.io/hostgate/hostgate-agent:0.1.0-windows");
-            }),
-        ),
-        (
-            "a larger memory limit",
-            Box::new(|d: &mut Value| {
-                d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
-                    Value::from("2Gi");
-            }),
-        ),
-        (
-            "a host path",
-            Box::new(|d: &mut Value| {
-                d["spec"]["template"]["spec"]["volumes"]
-                    .as_array_mut()
-                    .expect("volumes")
-                    .push(serde_json::json!({"name": "c", "hostPath": {"path": "C:\\"}}));
-            }),
-        ),
-        (
-            "another service account",
-            Box::new(|d: &mut Value| {
-                d["spec"]["template"]["spec"]["serviceAccountName"] = Value::from("default");
-            }),
-        ),
+    let cases: Vec<(&str, Change)> = vec![
+        ("another image", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                Value::from("ghcr.io/evil/agent:latest");
+        }),
+        ("the tag instead of the digest", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                Value::from("ghcr.io/hostgate/hostgate-agent:0.1.0-windows");
+        }),
+        ("a larger memory limit", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
+                Value::from("2Gi");
+        }),
+        ("a host path", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["volumes"]
+                .as_array_mut()
+                .expect("volumes")
+                .push(serde_json::json!({"name": "c", "hostPath": {"path": "C:\\"}}));
+        }),
+        ("another service account", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["serviceAccountName"] = Value::from("default");
+        }),
     ];
     for (what, change) in cases {
         let mut changed = ds.clone();

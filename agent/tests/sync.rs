@@ -262,7 +262,7 @@ fn invalid_input_keeps_the_last_good_version() {
     assert_eq!(installed_version(&fx.dest).as_deref(), Some(good.as_str()));
     assert_eq!(
         versions(&fx.dest),
-        [good.clone()],
+        std::slice::from_ref(&good),
         "rejected sets leave no directory behind"
     );
 
