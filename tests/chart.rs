@@ -281,10 +281,18 @@ fn strict_cert_manager(v: &Value) -> Result<(), String> {
             }
         }
     }
-    // metadata goes through the typed check.
-    let meta: Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, _> =
-        serde_json::from_value(v["metadata"].clone());
-    if let Err(e) = meta {
+    // As a dynamic object (what a client applies), with typed metadata.
+    match serde_json::from_value::<kube::core::DynamicObject>(v.clone()) {
+        Ok(d) => {
+            if d.types.as_ref().map(|t| t.kind.as_str()) != Some(kind_of(v)) {
+                errors.push("kind lost as a DynamicObject".to_owned());
+            }
+        }
+        Err(e) => errors.push(format!("not a DynamicObject: {e}")),
+    }
+    if let Err(e) =
+        strict::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&v["metadata"])
+    {
         errors.push(format!("metadata: {e}"));
     }
     if errors.is_empty() {
