@@ -13,6 +13,8 @@
 //!   considers HostProcess requests;
 //! - the rendered policies ConfigMap loads with `hostgate::policy::load`, and `hostgate check` over
 //!   the whole rendered chart admits the agent DaemonSet and denies nothing;
+//! - the `helm test` pod's AdmissionReview gets, from the webhook's router, the answer its script
+//!   checks for;
 //! - bad values are refused by `values.schema.json`, impossible combinations by
 //!   `templates/validate.yaml`;
 //! - certificates, keys, names and the namespace exemption;
@@ -1500,4 +1502,55 @@ fn impossible_combinations_are_refused() {
         ],
     )
     .expect("fail-open when acknowledged");
+}
+
+/// The `helm test` pod's AdmissionReview, posted to the webhook's router with the rendered
+/// policies: HTTP 200, and a body in which the pod's `grep`s find what they look for.
+#[tokio::test]
+async fn the_helm_test_review_gets_the_answer_the_test_pod_expects() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let Some(helm) = helm() else { return };
+    let objs = render(helm, &[]);
+    let pod: Pod = typed(find(&objs, "Pod", "hg-hostgate-test"));
+    let container = &pod.spec.expect("spec").containers[0];
+    let review = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "REVIEW")
+        .and_then(|e| e.value.clone())
+        .expect("REVIEW");
+    let script = &container.args.as_ref().expect("args")[0];
+    let state = Arc::new(hostgate::server::state::AppState::new(None, None, true));
+    state.install_policies(load_policy_files(&policy_files(&objs)), Default::default());
+    state.set_tls_ready();
+    let request = axum::http::Request::post("/validate")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(review))
+        .expect("request");
+    let response = hostgate::server::routes::router(state, Default::default())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = String::from_utf8(body.to_vec()).expect("UTF-8");
+    for needle in [
+        r#""kind":"AdmissionReview""#,
+        r#""uid":"7d1d7b3c-0000-4000-8000-000000000001""#,
+    ] {
+        assert!(script.contains(needle), "the test pod greps for {needle}");
+        assert!(body.contains(needle), "{needle} in {body}");
+    }
+    assert!(
+        body.contains(r#""allowed":false"#),
+        "nothing admits it: {body}"
+    );
 }
