@@ -111,14 +111,17 @@ if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
     cp -r policies "$jail/policies"
     chmod -R a+rX "$jail/policies"
     mkdir -m 0777 "$jail/tls"
-    port=$((20000 + RANDOM % 20000))
+    # Port 0: the kernel picks a free port, which the webhook logs.
     timeout 30 chroot --userspec=65532:65532 "$jail" /hostgate serve --tls-self-signed \
       --tls-self-signed-dir /tls --policies /policies --bind-address 127.0.0.1 \
-      --secure-port "$port" --log-format json >"$jail/serve.log" 2>&1 &
+      --secure-port 0 --log-format json >"$jail/serve.log" 2>&1 &
     serve_pid=$!
     ready=""
-    for _ in $(seq 1 60); do
-      if [ -f "$jail/tls/ca.crt" ] && [ "$(curl -s --cacert "$jail/tls/ca.crt" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/readyz")" = 200 ]; then
+    port=""
+    for _ in $(seq 1 80); do
+      port="$(grep -o '"addr":"127.0.0.1:[0-9]*"' "$jail/serve.log" | head -n1 | grep -o '[0-9]*"$' | tr -d '"' || true)"
+      if [ -n "$port" ] && [ -f "$jail/tls/ca.crt" ] \
+        && [ "$(curl -s --cacert "$jail/tls/ca.crt" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/readyz")" = 200 ]; then
         ready=1
         break
       fi
