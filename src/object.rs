@@ -182,9 +182,13 @@ impl Workload {
 
     /// Reads an object of a known kind from JSON text (an AdmissionReview's `object`). Type errors
     /// carry the field path.
+    ///
+    /// `metadata.managedFields` and `status` are skipped without being decoded: hostgate neither
+    /// judges nor patches them, and in a captured review `managedFields` alone is a third of the
+    /// object's bytes. The objects this returns have both fields empty.
     pub fn from_json(kind: Kind, json: &str) -> Result<Workload, FieldError> {
         fn typed<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
-            // The fast path; on error, parse again to find the field path for the message.
+            // Called only once the lean decoder failed: the full decoder finds the field path.
             serde_json::from_str(json).map_err(|_| {
                 let mut de = serde_json::Deserializer::from_str(json);
                 match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -199,15 +203,74 @@ impl Workload {
                 }
             })
         }
+        fn lean<S, T>(
+            kind: Kind,
+            json: &str,
+            build: impl FnOnce(ObjectMeta, Option<S>) -> T,
+        ) -> Result<Box<T>, FieldError>
+        where
+            S: serde::de::DeserializeOwned,
+            T: serde::de::DeserializeOwned,
+        {
+            match serde_json::from_str::<LeanObject<S>>(json) {
+                Ok(o) if o.is_a(kind) => Ok(Box::new(build(
+                    o.metadata.map(ObjectMeta::from).unwrap_or_default(),
+                    o.spec,
+                ))),
+                _ => typed(json),
+            }
+        }
         Ok(match kind {
-            Kind::Pod => Workload::Pod(typed(json)?),
-            Kind::Deployment => Workload::Deployment(typed(json)?),
-            Kind::DaemonSet => Workload::DaemonSet(typed(json)?),
-            Kind::StatefulSet => Workload::StatefulSet(typed(json)?),
-            Kind::ReplicaSet => Workload::ReplicaSet(typed(json)?),
-            Kind::ReplicationController => Workload::ReplicationController(typed(json)?),
-            Kind::Job => Workload::Job(typed(json)?),
-            Kind::CronJob => Workload::CronJob(typed(json)?),
+            Kind::Pod => Workload::Pod(lean(kind, json, |metadata, spec| Pod {
+                metadata,
+                spec,
+                status: None,
+            })?),
+            Kind::Deployment => {
+                Workload::Deployment(lean(kind, json, |metadata, spec| Deployment {
+                    metadata,
+                    spec,
+                    status: None,
+                })?)
+            }
+            Kind::DaemonSet => Workload::DaemonSet(lean(kind, json, |metadata, spec| DaemonSet {
+                metadata,
+                spec,
+                status: None,
+            })?),
+            Kind::StatefulSet => {
+                Workload::StatefulSet(lean(kind, json, |metadata, spec| StatefulSet {
+                    metadata,
+                    spec,
+                    status: None,
+                })?)
+            }
+            Kind::ReplicaSet => {
+                Workload::ReplicaSet(lean(kind, json, |metadata, spec| ReplicaSet {
+                    metadata,
+                    spec,
+                    status: None,
+                })?)
+            }
+            Kind::ReplicationController => {
+                Workload::ReplicationController(lean(kind, json, |metadata, spec| {
+                    ReplicationController {
+                        metadata,
+                        spec,
+                        status: None,
+                    }
+                })?)
+            }
+            Kind::Job => Workload::Job(lean(kind, json, |metadata, spec| Job {
+                metadata,
+                spec,
+                status: None,
+            })?),
+            Kind::CronJob => Workload::CronJob(lean(kind, json, |metadata, spec| CronJob {
+                metadata,
+                spec: spec.unwrap_or_default(),
+                status: None,
+            })?),
         })
     }
 
@@ -329,6 +392,72 @@ impl Workload {
     }
 }
 
+/// An object as the lean decoder reads it: `status` and unknown fields are skipped unparsed.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanObject<S> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<LeanMeta>,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+}
+
+impl<S> LeanObject<S> {
+    /// Whether `apiVersion` and `kind`, where present, are the kind's (as k8s-openapi checks).
+    fn is_a(&self, kind: Kind) -> bool {
+        self.api_version
+            .as_deref()
+            .is_none_or(|v| v == kind.api_version())
+            && self.kind.as_deref().is_none_or(|k| k == kind.name())
+    }
+}
+
+/// [`ObjectMeta`] without `managedFields`, which serde then skips unparsed.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanMeta {
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    creation_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    deletion_grace_period_seconds: Option<i64>,
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    finalizers: Option<Vec<String>>,
+    generate_name: Option<String>,
+    generation: Option<i64>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    name: Option<String>,
+    namespace: Option<String>,
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    resource_version: Option<String>,
+    self_link: Option<String>,
+    uid: Option<String>,
+}
+
+impl From<LeanMeta> for ObjectMeta {
+    fn from(m: LeanMeta) -> ObjectMeta {
+        ObjectMeta {
+            annotations: m.annotations,
+            creation_timestamp: m.creation_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            generate_name: m.generate_name,
+            generation: m.generation,
+            labels: m.labels,
+            managed_fields: None,
+            name: m.name,
+            namespace: m.namespace,
+            owner_references: m.owner_references,
+            resource_version: m.resource_version,
+            self_link: m.self_link,
+            uid: m.uid,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +505,94 @@ mod tests {
             let view = w.pod().expect("has a pod spec");
             assert_eq!(view.path.0, path, "{:?}", w.kind());
             assert_eq!(view.spec.containers[0].name, "a");
+        }
+    }
+
+    #[test]
+    fn review_objects_decode_every_kind_without_managed_fields_or_status() {
+        let template =
+            json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "a"}]}});
+        let meta = json!({
+            "name": "o", "namespace": "ns", "uid": "u-1", "generation": 2,
+            "labels": {"app": "a"}, "annotations": {"k": "v"},
+            "managedFields": [{"manager": "kubectl", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+        });
+        let specs = [
+            (Kind::Pod, json!({"containers": [{"name": "a"}]})),
+            (
+                Kind::Deployment,
+                json!({"selector": {}, "template": template}),
+            ),
+            (
+                Kind::DaemonSet,
+                json!({"selector": {}, "template": template}),
+            ),
+            (
+                Kind::StatefulSet,
+                json!({"selector": {}, "template": template}),
+            ),
+            (
+                Kind::ReplicaSet,
+                json!({"selector": {}, "template": template}),
+            ),
+            (Kind::ReplicationController, json!({"template": template})),
+            (Kind::Job, json!({"template": template})),
+            (
+                Kind::CronJob,
+                json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}),
+            ),
+        ];
+        for (kind, spec) in specs {
+            let object = json!({
+                "apiVersion": kind.api_version(), "kind": kind.name(),
+                "metadata": meta, "spec": spec, "status": {"phase": 7, "anything": [1, 2]},
+            });
+            let lean = Workload::from_json(kind, &object.to_string()).expect("decodes");
+            assert_eq!(lean.kind(), kind);
+            let m = lean.metadata();
+            assert_eq!(m.managed_fields, None, "{kind:?}");
+            assert_eq!(
+                (m.name.as_deref(), m.uid.as_deref(), m.generation),
+                (Some("o"), Some("u-1"), Some(2))
+            );
+            assert_eq!(lean.pod().expect("pod spec").spec.containers[0].name, "a");
+            let value = lean.to_value();
+            assert!(value.get("status").is_none(), "{kind:?}: {value}");
+
+            // Everything but managedFields and status is what the full decoder reads.
+            let mut full = object.clone();
+            full["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("managedFields"));
+            full.as_object_mut().map(|o| o.remove("status"));
+            let full = Workload::from_value(full)
+                .expect("full decode")
+                .expect("judged");
+            assert_eq!(lean, full, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn review_object_errors_keep_their_field_paths() {
+        let cases = [
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": "a"}}),
+                "spec.containers",
+            ),
+            // k8s-openapi checks these at the object's level; its message names the value.
+            (json!({"apiVersion": "v2", "kind": "Pod", "spec": {}}), "."),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "spec": {}}),
+                ".",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"a": 1}}}),
+                "metadata.labels.a",
+            ),
+        ];
+        for (object, path) in cases {
+            let err = Workload::from_json(Kind::Pod, &object.to_string()).expect_err("refused");
+            assert_eq!(err.path, path, "{object}: {err:?}");
         }
     }
 
