@@ -225,7 +225,7 @@ pub fn response_json(r: &AdmissionResponse) -> Vec<u8> {
 /// The request, with the objects left as raw JSON until the kind is known.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawRequest {
+struct RawRequest<'a> {
     uid: String,
     kind: GroupVersionKind,
     resource: GroupVersionResource,
@@ -244,29 +244,57 @@ struct RawRequest {
     operation: Operation,
     #[serde(default)]
     user_info: k8s_openapi::api::authentication::v1::UserInfo,
-    #[serde(default)]
-    object: Option<Box<RawValue>>,
-    #[serde(default)]
-    old_object: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: bool,
 }
 
 #[derive(Deserialize)]
-struct RawReview {
+struct RawReview<'a> {
     #[serde(rename = "apiVersion")]
     api_version: Option<String>,
     kind: Option<String>,
-    request: Option<Box<RawValue>>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
+}
+
+/// A review read in one pass, for well-formed bodies.
+#[derive(Deserialize)]
+struct Review<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(borrow)]
+    request: Option<RawRequest<'a>>,
 }
 
 /// Decodes a review body into its request. Errors describe what is wrong for the 400 answer.
-fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest), MalformedReview> {
+fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_>), MalformedReview> {
+    if let Ok(Review {
+        api_version: Some(api_version),
+        kind: Some(kind),
+        request: Some(request),
+    }) = serde_json::from_slice::<Review<'_>>(body)
+        && api_version == REVIEW_API_VERSION
+        && kind == REVIEW_KIND
+        && !request.uid.is_empty()
+    {
+        let types = TypeMeta { api_version, kind };
+        return Ok((types, request));
+    }
+    decode_checked(body)
+}
+
+/// Decodes a review step by step, so that the error says which part is wrong.
+fn decode_checked(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_>), MalformedReview> {
     let bad = |m: String| MalformedReview(m);
     if body.is_empty() {
         return Err(bad("empty body: expected an AdmissionReview".to_owned()));
     }
-    let review: RawReview = serde_json::from_slice(body)
+    let review: RawReview<'_> = serde_json::from_slice(body)
         .map_err(|e| bad(format!("body is not an AdmissionReview: {e}")))?;
     match (review.api_version.as_deref(), review.kind.as_deref()) {
         (Some(REVIEW_API_VERSION), Some(REVIEW_KIND)) => {}
@@ -281,7 +309,7 @@ fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest), MalformedReview> {
     let raw = review
         .request
         .ok_or_else(|| bad("the AdmissionReview has no request".to_owned()))?;
-    let request: RawRequest =
+    let request: RawRequest<'_> =
         serde_json::from_str(raw.get()).map_err(|e| bad(format!("request: {e}")))?;
     if request.uid.is_empty() {
         return Err(bad("request.uid is empty".to_owned()));
@@ -316,26 +344,28 @@ impl Reviewer<'_> {
     /// Reviews one AdmissionReview body.
     pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, MalformedReview> {
         let (types, raw) = decode(body)?;
-        let request = AdmissionRequest::<DynamicObject> {
+        let (object, old_object) = (raw.object, raw.old_object);
+        // The fields move into kube's request type, which then stands for the request.
+        let raw = AdmissionRequest::<DynamicObject> {
             types,
-            uid: raw.uid.clone(),
-            kind: raw.kind.clone(),
-            resource: raw.resource.clone(),
-            sub_resource: raw.sub_resource.clone(),
-            request_kind: raw.request_kind.clone(),
-            request_resource: raw.request_resource.clone(),
-            request_sub_resource: raw.request_sub_resource.clone(),
-            name: raw.name.clone(),
-            namespace: raw.namespace.clone(),
-            operation: raw.operation.clone(),
-            user_info: raw.user_info.clone(),
+            uid: raw.uid,
+            kind: raw.kind,
+            resource: raw.resource,
+            sub_resource: raw.sub_resource,
+            request_kind: raw.request_kind,
+            request_resource: raw.request_resource,
+            request_sub_resource: raw.request_sub_resource,
+            name: raw.name,
+            namespace: raw.namespace,
+            operation: raw.operation,
+            user_info: raw.user_info,
             object: None,
             old_object: None,
             dry_run: raw.dry_run,
             options: None,
         };
         let mut outcome = Outcome {
-            response: AdmissionResponse::from(&request),
+            response: AdmissionResponse::from(&raw),
             uid: raw.uid.clone(),
             kind: raw.kind.kind.clone(),
             namespace: raw.namespace.clone().unwrap_or_default(),
@@ -358,7 +388,7 @@ impl Reviewer<'_> {
         if !judged_operation || (subresource.is_some() && !ephemeral) {
             return Ok(outcome);
         }
-        let object = raw.object.as_deref().ok_or_else(|| {
+        let object = object.ok_or_else(|| {
             MalformedReview(format!(
                 "request.object is missing for {}",
                 outcome.operation
@@ -377,9 +407,7 @@ impl Reviewer<'_> {
         outcome.namespace.clone_from(&namespace);
 
         if kind == Kind::Pod && matches!(raw.operation, Operation::Update) && !ephemeral {
-            let old = raw
-                .old_object
-                .as_deref()
+            let old = old_object
                 .map(|o| Workload::from_json(kind, o.get()))
                 .transpose()
                 .map_err(|e| MalformedReview(format!("request.oldObject: {e}")))?;
