@@ -345,8 +345,8 @@ impl Reviewer<'_> {
     pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, MalformedReview> {
         let (types, raw) = decode(body)?;
         let (object, old_object) = (raw.object, raw.old_object);
-        // The fields move into kube's request type, which then stands for the request.
-        let raw = AdmissionRequest::<DynamicObject> {
+        // The fields move into kube's request type, from which the response takes uid and types.
+        let request = AdmissionRequest::<DynamicObject> {
             types,
             uid: raw.uid,
             kind: raw.kind,
@@ -365,13 +365,13 @@ impl Reviewer<'_> {
             options: None,
         };
         let mut outcome = Outcome {
-            response: AdmissionResponse::from(&raw),
-            uid: raw.uid.clone(),
-            kind: raw.kind.kind.clone(),
-            namespace: raw.namespace.clone().unwrap_or_default(),
-            name: raw.name.clone(),
-            operation: operation_name(&raw.operation),
-            sub_resource: raw.sub_resource.clone(),
+            response: AdmissionResponse::from(&request),
+            uid: request.uid.clone(),
+            kind: request.kind.kind.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            name: request.name.clone(),
+            operation: operation_name(&request.operation),
+            sub_resource: request.sub_resource.clone(),
             verdict: Verdict::Skipped,
             policy: None,
             findings: Vec::new(),
@@ -379,12 +379,12 @@ impl Reviewer<'_> {
             signed: false,
         };
 
-        let Some(kind) = judged_kind(&raw.kind) else {
+        let Some(kind) = judged_kind(&request.kind) else {
             return Ok(outcome);
         };
-        let subresource = raw.sub_resource.as_deref();
+        let subresource = request.sub_resource.as_deref();
         let ephemeral = kind == Kind::Pod && subresource == Some(EPHEMERAL_SUBRESOURCE);
-        let judged_operation = matches!(raw.operation, Operation::Create | Operation::Update);
+        let judged_operation = matches!(request.operation, Operation::Create | Operation::Update);
         if !judged_operation || (subresource.is_some() && !ephemeral) {
             return Ok(outcome);
         }
@@ -399,14 +399,14 @@ impl Reviewer<'_> {
         if outcome.name.is_empty() {
             outcome.name = workload.name().to_owned();
         }
-        let namespace = raw
+        let namespace = request
             .namespace
             .clone()
             .or_else(|| workload.namespace().map(str::to_owned))
             .unwrap_or_else(|| "default".to_owned());
         outcome.namespace.clone_from(&namespace);
 
-        if kind == Kind::Pod && matches!(raw.operation, Operation::Update) && !ephemeral {
+        if kind == Kind::Pod && matches!(request.operation, Operation::Update) && !ephemeral {
             let old = old_object
                 .map(|o| Workload::from_json(kind, o.get()))
                 .transpose()
@@ -423,7 +423,7 @@ impl Reviewer<'_> {
             namespace_labels: self.namespaces.labels(&namespace),
             structural: StructuralOptions {
                 allow_privileged: self.allow_privileged,
-                create: matches!(raw.operation, Operation::Create),
+                create: matches!(request.operation, Operation::Create),
             },
         };
         match endpoint {
@@ -600,5 +600,46 @@ fn apply_decision(outcome: &mut Outcome, d: &Decision) {
             let _ = write!(text, "{f}");
         }
         audit.insert("audit-violations".to_owned(), text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every captured review takes the one-pass decoder, and it reads what the step-by-step
+    /// decoder reads: a regression here would only show as lost throughput.
+    #[test]
+    fn captured_reviews_decode_in_one_pass_like_the_checked_decoder() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/admissionreview");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let body = std::fs::read(&path).expect("read");
+            let fast = serde_json::from_slice::<Review<'_>>(&body)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let fast = fast.request.expect("a request");
+            let (_, checked) = decode_checked(&body).expect("well-formed");
+            let key = |r: &RawRequest<'_>| {
+                (
+                    r.uid.clone(),
+                    r.kind.clone(),
+                    r.sub_resource.clone(),
+                    r.name.clone(),
+                    r.namespace.clone(),
+                    operation_name(&r.operation),
+                    r.object.map(|o| o.get().to_owned()),
+                    r.old_object.map(|o| o.get().to_owned()),
+                    r.dry_run,
+                )
+            };
+            assert_eq!(key(&fast), key(&checked), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 20, "only {seen} captured reviews");
     }
 }
