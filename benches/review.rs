@@ -11,6 +11,10 @@ use hostgate::admission::{Endpoint, NoLabels, Reviewer};
 use hostgate::approval::{SigningIdentity, TrustStore, generate_key};
 use hostgate::policy::load::load_paths;
 
+// The allocator of the `hostgate` binary (src/main.rs), so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/admissionreview")
