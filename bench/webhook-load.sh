@@ -215,9 +215,11 @@ start_nginx() { # cpus
 
 # CPU accounting from /proc/stat and /proc/$$/stat, in clock ticks: what the machine spent
 # busy (user + nice + system + irq + softirq, all CPUs: with tick accounting a task is also
-# charged the irq/softirq ticks that hit it), everything it could have spent, and what this
-# script's finished children (servers, load generators) spent. Other work = machine - ours.
-machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+# charged the irq/softirq ticks that hit it) plus steal (time the hypervisor gave our vCPUs to
+# other guests: other work too, just not ours to see), everything it could have spent, and
+# what this script's finished children (servers, load generators) spent.
+# Other work = machine - ours.
+machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 children_ticks() { awk '{print $16+$17}' "/proc/$$/stat"; }
 # Ticks used so far by this script's finished children plus its live servers (and their
 # workers); the comm field of /proc/PID/stat has no spaces for these programs.
