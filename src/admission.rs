@@ -26,7 +26,7 @@ use crate::approval::{self, ApprovedPod, SigningIdentity, TrustStore};
 use crate::decision::{Decision, Finding};
 use crate::defaults::{self, Change};
 use crate::engine::{EvalContext, evaluate};
-use crate::object::{Kind, Workload};
+use crate::object::{Kind, ReviewObject, Workload};
 use crate::policy::{Mode, PolicySet};
 use crate::rules::ids;
 use crate::rules::structural::StructuralOptions;
@@ -222,10 +222,11 @@ pub fn response_json(r: &AdmissionResponse) -> Vec<u8> {
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
-/// The request, with the objects left as raw JSON until the kind is known.
+/// The request. `O` is how `object` is read: decoded in the same pass ([`ReviewObject`]), or
+/// left as raw JSON until the kind is known.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawRequest<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct RawRequest<'a, O = &'a RawValue> {
     uid: String,
     kind: GroupVersionKind,
     resource: GroupVersionResource,
@@ -244,12 +245,39 @@ struct RawRequest<'a> {
     operation: Operation,
     #[serde(default)]
     user_info: k8s_openapi::api::authentication::v1::UserInfo,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    #[serde(default)]
+    object: Option<O>,
     #[serde(default, borrow)]
     old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: bool,
+}
+
+impl<'a, O> RawRequest<'a, O> {
+    fn map_object<P>(self, f: impl FnOnce(Option<O>) -> Option<P>) -> RawRequest<'a, P> {
+        RawRequest {
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: f(self.object),
+            old_object: self.old_object,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// A request's `object`: already decoded, or raw JSON to decode once the kind is known.
+enum ObjectInput<'a> {
+    Decoded(Workload),
+    Raw(&'a RawValue),
 }
 
 #[derive(Deserialize)]
@@ -261,18 +289,21 @@ struct RawReview<'a> {
     request: Option<&'a RawValue>,
 }
 
-/// A review read in one pass, for well-formed bodies.
+/// A review read in one pass, object included, for well-formed bodies.
 #[derive(Deserialize)]
 struct Review<'a> {
     #[serde(rename = "apiVersion")]
     api_version: Option<String>,
     kind: Option<String>,
     #[serde(borrow)]
-    request: Option<RawRequest<'a>>,
+    request: Option<RawRequest<'a, ReviewObject>>,
 }
 
 /// Decodes a review body into its request. Errors describe what is wrong for the 400 answer.
-fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_>), MalformedReview> {
+///
+/// The one-pass decode covers what the kube-apiserver sends; anything it does not take (an
+/// error anywhere, an object of another kind than the request's) is read again step by step.
+fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_, ObjectInput<'_>>), MalformedReview> {
     if let Ok(Review {
         api_version: Some(api_version),
         kind: Some(kind),
@@ -282,10 +313,24 @@ fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_>), MalformedReview> {
         && kind == REVIEW_KIND
         && !request.uid.is_empty()
     {
-        let types = TypeMeta { api_version, kind };
-        return Ok((types, request));
+        let judged = judged_kind(&request.kind);
+        let usable = match (&request.object, judged) {
+            (Some(ReviewObject(Some(w))), Some(kind)) => w.kind() == kind,
+            (Some(ReviewObject(None)), Some(_)) => false,
+            (None, _) | (_, None) => true,
+        };
+        if usable {
+            let types = TypeMeta { api_version, kind };
+            let request = request.map_object(|o| match (o, judged) {
+                (Some(ReviewObject(Some(w))), Some(_)) => Some(ObjectInput::Decoded(w)),
+                // Not looked at: no object, or the request's kind is not judged.
+                _ => None,
+            });
+            return Ok((types, request));
+        }
     }
-    decode_checked(body)
+    let (types, request) = decode_checked(body)?;
+    Ok((types, request.map_object(|o| o.map(ObjectInput::Raw))))
 }
 
 /// Decodes a review step by step, so that the error says which part is wrong.
@@ -394,8 +439,11 @@ impl Reviewer<'_> {
                 outcome.operation
             ))
         })?;
-        let mut workload = Workload::from_json(kind, object.get())
-            .map_err(|e| MalformedReview(format!("request.object: {e}")))?;
+        let mut workload = match object {
+            ObjectInput::Decoded(workload) => workload,
+            ObjectInput::Raw(json) => Workload::from_json(kind, json.get())
+                .map_err(|e| MalformedReview(format!("request.object: {e}")))?,
+        };
         if outcome.name.is_empty() {
             outcome.name = workload.name().to_owned();
         }
@@ -624,7 +672,17 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let fast = fast.request.expect("a request");
             let (_, checked) = decode_checked(&body).expect("well-formed");
-            let key = |r: &RawRequest<'_>| {
+            type Key = (
+                String,
+                GroupVersionKind,
+                Option<String>,
+                String,
+                Option<String>,
+                &'static str,
+                Option<String>,
+                bool,
+            );
+            fn key<O>(r: &RawRequest<'_, O>) -> Key {
                 (
                     r.uid.clone(),
                     r.kind.clone(),
@@ -632,14 +690,94 @@ mod tests {
                     r.name.clone(),
                     r.namespace.clone(),
                     operation_name(&r.operation),
-                    r.object.map(|o| o.get().to_owned()),
                     r.old_object.map(|o| o.get().to_owned()),
                     r.dry_run,
                 )
-            };
+            }
             assert_eq!(key(&fast), key(&checked), "{}", path.display());
+            // The object decoded in the review's pass is the one from_json reads from raw JSON.
+            let judged = judged_kind(&checked.kind);
+            match (fast.object.as_ref(), checked.object, judged) {
+                (Some(ReviewObject(Some(eager))), Some(raw), Some(kind)) => {
+                    let slow = Workload::from_json(kind, raw.get()).expect("decodes");
+                    assert_eq!(eager, &slow, "{}", path.display());
+                }
+                (None, None, _) | (Some(ReviewObject(None)), Some(_), None) => {}
+                (eager, raw, _) => panic!(
+                    "{}: one-pass object {:?}, raw object {:?}",
+                    path.display(),
+                    eager.map(|o| o.0.as_ref().map(Workload::kind)),
+                    raw.map(|r| r.get().len())
+                ),
+            }
+            assert!(
+                matches!(
+                    decode(&body).expect("decodes").1.object,
+                    None | Some(ObjectInput::Decoded(_))
+                ),
+                "{}: a captured review fell back to the step-by-step decoder",
+                path.display()
+            );
             seen += 1;
         }
         assert!(seen >= 20, "only {seen} captured reviews");
+    }
+
+    /// A captured HostProcess pod review, as a JSON value to alter.
+    fn captured_pod_review() -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/admissionreview/pod-create-hostprocess-valid.validating.json");
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    }
+
+    fn decoded_object(body: &[u8]) -> (bool, Workload) {
+        let (_, request) = decode(body).expect("decodes");
+        match request.object.expect("an object") {
+            ObjectInput::Decoded(w) => (true, w),
+            ObjectInput::Raw(raw) => (
+                false,
+                Workload::from_json(Kind::Pod, raw.get()).expect("pod"),
+            ),
+        }
+    }
+
+    #[test]
+    fn objects_the_one_pass_decoder_does_not_take_are_read_again() {
+        // serde_json::Value keeps keys sorted, so `kind` comes before `spec` as from the apiserver.
+        let review = captured_pod_review();
+        let body = review.to_string();
+        let (eager, expected) = decoded_object(body.as_bytes());
+        assert!(eager, "the captured review takes the one-pass decoder");
+
+        // `spec` before `kind`: read step by step, to the same pod.
+        let object = &review["request"]["object"];
+        let fields: Vec<String> = ["spec", "metadata", "kind", "apiVersion", "status"]
+            .iter()
+            .filter_map(|key| Some(format!("{key:?}:{}", object.get(*key)?)))
+            .collect();
+        let reordered = body.replace(&object.to_string(), &format!("{{{}}}", fields.join(",")));
+        assert_ne!(reordered, body);
+        let (eager, workload) = decoded_object(reordered.as_bytes());
+        assert!(!eager, "spec before kind is read step by step");
+        assert_eq!(workload, expected);
+
+        // An object of another kind than the request's is left to from_json.
+        let mut other = review.clone();
+        other["request"]["object"]["kind"] = "Deployment".into();
+        other["request"]["object"]["apiVersion"] = "apps/v1".into();
+        let other = other.to_string();
+        let (_, request) = decode(other.as_bytes()).expect("decodes");
+        assert!(matches!(request.object, Some(ObjectInput::Raw(_))));
+
+        // A type error inside the object still names its field.
+        let mut bad = review.clone();
+        bad["request"]["object"]["spec"]["containers"][0]["image"] = 5.into();
+        let bad = bad.to_string();
+        let (_, request) = decode(bad.as_bytes()).expect("the envelope is well-formed");
+        let Some(ObjectInput::Raw(raw)) = request.object else {
+            panic!("a bad object is read step by step");
+        };
+        let err = Workload::from_json(Kind::Pod, raw.get()).expect_err("type error");
+        assert!(err.path.contains("containers[0].image"), "{err:?}");
     }
 }

@@ -1,8 +1,13 @@
 //! The objects hostgate judges: Pods, and the pod templates of workload controllers.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ReplicationController};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, ReplicaSet, ReplicaSetSpec, StatefulSet,
+    StatefulSetSpec,
+};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Pod, PodSpec, PodTemplateSpec, ReplicationController, ReplicationControllerSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -203,74 +208,37 @@ impl Workload {
                 }
             })
         }
-        fn lean<S, T>(
+        fn lean<S: serde::de::DeserializeOwned>(
             kind: Kind,
             json: &str,
-            build: impl FnOnce(ObjectMeta, Option<S>) -> T,
-        ) -> Result<Box<T>, FieldError>
-        where
-            S: serde::de::DeserializeOwned,
-            T: serde::de::DeserializeOwned,
-        {
-            match serde_json::from_str::<LeanObject<S>>(json) {
-                Ok(o) if o.is_a(kind) => Ok(Box::new(build(
-                    o.metadata.map(ObjectMeta::from).unwrap_or_default(),
-                    o.spec,
-                ))),
-                _ => typed(json),
-            }
+            spec: fn(Option<S>) -> Spec,
+        ) -> Option<Workload> {
+            let o = serde_json::from_str::<LeanObject<S>>(json).ok()?;
+            o.is_a(kind)
+                .then(|| Spec::assemble(o.metadata, spec(o.spec)))
+        }
+        let workload = match kind {
+            Kind::Pod => lean(kind, json, Spec::Pod),
+            Kind::Deployment => lean(kind, json, Spec::Deployment),
+            Kind::DaemonSet => lean(kind, json, Spec::DaemonSet),
+            Kind::StatefulSet => lean(kind, json, Spec::StatefulSet),
+            Kind::ReplicaSet => lean(kind, json, Spec::ReplicaSet),
+            Kind::ReplicationController => lean(kind, json, Spec::ReplicationController),
+            Kind::Job => lean(kind, json, Spec::Job),
+            Kind::CronJob => lean(kind, json, Spec::CronJob),
+        };
+        if let Some(w) = workload {
+            return Ok(w);
         }
         Ok(match kind {
-            Kind::Pod => Workload::Pod(lean(kind, json, |metadata, spec| Pod {
-                metadata,
-                spec,
-                status: None,
-            })?),
-            Kind::Deployment => {
-                Workload::Deployment(lean(kind, json, |metadata, spec| Deployment {
-                    metadata,
-                    spec,
-                    status: None,
-                })?)
-            }
-            Kind::DaemonSet => Workload::DaemonSet(lean(kind, json, |metadata, spec| DaemonSet {
-                metadata,
-                spec,
-                status: None,
-            })?),
-            Kind::StatefulSet => {
-                Workload::StatefulSet(lean(kind, json, |metadata, spec| StatefulSet {
-                    metadata,
-                    spec,
-                    status: None,
-                })?)
-            }
-            Kind::ReplicaSet => {
-                Workload::ReplicaSet(lean(kind, json, |metadata, spec| ReplicaSet {
-                    metadata,
-                    spec,
-                    status: None,
-                })?)
-            }
-            Kind::ReplicationController => {
-                Workload::ReplicationController(lean(kind, json, |metadata, spec| {
-                    ReplicationController {
-                        metadata,
-                        spec,
-                        status: None,
-                    }
-                })?)
-            }
-            Kind::Job => Workload::Job(lean(kind, json, |metadata, spec| Job {
-                metadata,
-                spec,
-                status: None,
-            })?),
-            Kind::CronJob => Workload::CronJob(lean(kind, json, |metadata, spec| CronJob {
-                metadata,
-                spec: spec.unwrap_or_default(),
-                status: None,
-            })?),
+            Kind::Pod => Workload::Pod(typed(json)?),
+            Kind::Deployment => Workload::Deployment(typed(json)?),
+            Kind::DaemonSet => Workload::DaemonSet(typed(json)?),
+            Kind::StatefulSet => Workload::StatefulSet(typed(json)?),
+            Kind::ReplicaSet => Workload::ReplicaSet(typed(json)?),
+            Kind::ReplicationController => Workload::ReplicationController(typed(json)?),
+            Kind::Job => Workload::Job(typed(json)?),
+            Kind::CronJob => Workload::CronJob(typed(json)?),
         })
     }
 
@@ -413,6 +381,207 @@ impl<S> LeanObject<S> {
             .as_deref()
             .is_none_or(|v| v == kind.api_version())
             && self.kind.as_deref().is_none_or(|k| k == kind.name())
+    }
+}
+
+/// The `spec` of a judged kind, as the lean decoders read it.
+// Short-lived: one per decoded object, moved once into the object's box.
+#[allow(clippy::large_enum_variant)]
+enum Spec {
+    Pod(Option<PodSpec>),
+    Deployment(Option<DeploymentSpec>),
+    DaemonSet(Option<DaemonSetSpec>),
+    StatefulSet(Option<StatefulSetSpec>),
+    ReplicaSet(Option<ReplicaSetSpec>),
+    ReplicationController(Option<ReplicationControllerSpec>),
+    Job(Option<JobSpec>),
+    CronJob(Option<CronJobSpec>),
+}
+
+impl Spec {
+    /// The object, with `status` and `metadata.managedFields` left empty.
+    fn assemble(metadata: Option<LeanMeta>, spec: Spec) -> Workload {
+        let metadata = metadata.map(ObjectMeta::from).unwrap_or_default();
+        match spec {
+            Spec::Pod(spec) => Workload::Pod(Box::new(Pod {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::Deployment(spec) => Workload::Deployment(Box::new(Deployment {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::DaemonSet(spec) => Workload::DaemonSet(Box::new(DaemonSet {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::StatefulSet(spec) => Workload::StatefulSet(Box::new(StatefulSet {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::ReplicaSet(spec) => Workload::ReplicaSet(Box::new(ReplicaSet {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::ReplicationController(spec) => {
+                Workload::ReplicationController(Box::new(ReplicationController {
+                    metadata,
+                    spec,
+                    status: None,
+                }))
+            }
+            Spec::Job(spec) => Workload::Job(Box::new(Job {
+                metadata,
+                spec,
+                status: None,
+            })),
+            Spec::CronJob(spec) => Workload::CronJob(Box::new(CronJob {
+                metadata,
+                spec: spec.unwrap_or_default(),
+                status: None,
+            })),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+pub(crate) use review_object::ReviewObject;
+
+/// The one-pass decoder of an AdmissionReview's object (the webhook's hot path).
+#[cfg(feature = "server")]
+mod review_object {
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+    use super::{Kind, LeanMeta, Spec, Workload};
+
+    impl Spec {
+        /// Reads the spec of `kind` from a map's value.
+        fn next_value<'de, A: MapAccess<'de>>(kind: Kind, map: &mut A) -> Result<Spec, A::Error> {
+            Ok(match kind {
+                Kind::Pod => Spec::Pod(map.next_value()?),
+                Kind::Deployment => Spec::Deployment(map.next_value()?),
+                Kind::DaemonSet => Spec::DaemonSet(map.next_value()?),
+                Kind::StatefulSet => Spec::StatefulSet(map.next_value()?),
+                Kind::ReplicaSet => Spec::ReplicaSet(map.next_value()?),
+                Kind::ReplicationController => Spec::ReplicationController(map.next_value()?),
+                Kind::Job => Spec::Job(map.next_value()?),
+                Kind::CronJob => Spec::CronJob(map.next_value()?),
+            })
+        }
+
+        /// An object of `kind` without a spec.
+        fn missing(kind: Kind) -> Spec {
+            match kind {
+                Kind::Pod => Spec::Pod(None),
+                Kind::Deployment => Spec::Deployment(None),
+                Kind::DaemonSet => Spec::DaemonSet(None),
+                Kind::StatefulSet => Spec::StatefulSet(None),
+                Kind::ReplicaSet => Spec::ReplicaSet(None),
+                Kind::ReplicationController => Spec::ReplicationController(None),
+                Kind::Job => Spec::Job(None),
+                Kind::CronJob => Spec::CronJob(None),
+            }
+        }
+    }
+
+    /// An AdmissionReview's `object`, decoded in the same pass as the review around it, so the
+    /// object's bytes are read once rather than first skipped (to find its end) and then decoded.
+    ///
+    /// The object's `kind` must come before its `spec`, as the kube-apiserver writes it; `None` is an
+    /// object of a kind hostgate does not judge. Whatever this decoder refuses (spec before kind,
+    /// wrong apiVersion, a type error) makes the review's one-pass decode fail, and the review is then
+    /// read again with [`Workload::from_json`], whose errors name the field: so this decoder only
+    /// ever succeeds where `from_json` gives the same object.
+    pub(crate) struct ReviewObject(pub(crate) Option<Workload>);
+
+    impl<'de> Deserialize<'de> for ReviewObject {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ReviewObject, D::Error> {
+            deserializer.deserialize_map(ReviewObjectVisitor)
+        }
+    }
+
+    struct ReviewObjectVisitor;
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "camelCase")]
+    enum ObjectField {
+        ApiVersion,
+        Kind,
+        Metadata,
+        Spec,
+        #[serde(other)]
+        Other,
+    }
+
+    impl<'de> Visitor<'de> for ReviewObjectVisitor {
+        type Value = ReviewObject;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a Kubernetes object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReviewObject, A::Error> {
+            fn once<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+                match slot {
+                    Some(_) => Err(E::duplicate_field(name)),
+                    None => Ok(()),
+                }
+            }
+            let mut api_version: Option<Option<String>> = None;
+            // Outer None: no `kind` yet; inner None: a kind hostgate does not judge.
+            let mut kind: Option<Option<Kind>> = None;
+            let mut metadata: Option<Option<LeanMeta>> = None;
+            let mut spec: Option<Spec> = None;
+            while let Some(field) = map.next_key()? {
+                match field {
+                    ObjectField::ApiVersion => {
+                        once(&api_version, "apiVersion")?;
+                        api_version = Some(map.next_value()?);
+                    }
+                    ObjectField::Kind => {
+                        once(&kind, "kind")?;
+                        let name: Option<String> = map.next_value()?;
+                        kind = Some(name.as_deref().and_then(Kind::from_name));
+                    }
+                    ObjectField::Metadata => {
+                        once(&metadata, "metadata")?;
+                        metadata = Some(map.next_value()?);
+                    }
+                    ObjectField::Spec => {
+                        once(&spec, "spec")?;
+                        match kind {
+                            Some(Some(k)) => spec = Some(Spec::next_value(k, &mut map)?),
+                            Some(None) => {
+                                map.next_value::<de::IgnoredAny>()?;
+                            }
+                            None => return Err(de::Error::custom("spec before kind")),
+                        }
+                    }
+                    ObjectField::Other => {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
+            }
+            let kind = match kind {
+                Some(Some(kind)) => kind,
+                Some(None) => return Ok(ReviewObject(None)),
+                None => return Err(de::Error::missing_field("kind")),
+            };
+            if api_version
+                .flatten()
+                .is_some_and(|v| v != kind.api_version())
+            {
+                return Err(de::Error::custom("apiVersion is not the kind's"));
+            }
+            let spec = spec.unwrap_or_else(|| Spec::missing(kind));
+            Ok(ReviewObject(Some(Spec::assemble(metadata.flatten(), spec))))
+        }
     }
 }
 
