@@ -314,19 +314,21 @@ fn decode(body: &[u8]) -> Result<(TypeMeta, RawRequest<'_, ObjectInput<'_>>), Ma
         && !request.uid.is_empty()
     {
         let judged = judged_kind(&request.kind);
-        let usable = match (&request.object, judged) {
-            (Some(ReviewObject(Some(w))), Some(kind)) => w.kind() == kind,
-            (Some(ReviewObject(None)), Some(_)) => false,
-            (None, _) | (_, None) => true,
-        };
-        if usable {
-            let types = TypeMeta { api_version, kind };
-            let request = request.map_object(|o| match (o, judged) {
-                (Some(ReviewObject(Some(w))), Some(_)) => Some(ObjectInput::Decoded(w)),
-                // Not looked at: no object, or the request's kind is not judged.
-                _ => None,
-            });
-            return Ok((types, request));
+        let mut mismatch = false;
+        let request = request.map_object(|o| match (o, judged) {
+            (Some(ReviewObject(Some(w))), Some(kind)) if w.kind() == kind => {
+                Some(ObjectInput::Decoded(w))
+            }
+            // A judged request whose object is of another kind: from_json decides.
+            (Some(_), Some(_)) => {
+                mismatch = true;
+                None
+            }
+            // Not looked at: no object, or the request's kind is not judged.
+            _ => None,
+        });
+        if !mismatch {
+            return Ok((TypeMeta { api_version, kind }, request));
         }
     }
     let (types, request) = decode_checked(body)?;
