@@ -6,8 +6,8 @@
 #   RUNS=1 LAYOUTS=split bench/webhook-load.sh   # one quick pass
 #   bench/webhook-load.sh profile [SECONDS]      # perf profile of hostgate under saturation
 #
-# Per run and layout, a fresh hostgate (release, shipped policies/) and a fresh nginx-light on
-# 127.0.0.1 share one certificate (P-256, made here with openssl), and this script measures:
+# Per run and layout, a fresh hostgate (`dist` profile, as shipped; shipped policies/) and a
+# fresh nginx-light on 127.0.0.1 share one certificate (P-256, made here with openssl), and this script measures:
 #   (a) saturation: wrk -t1 -c16 -d8s with bench/wrk-admission.lua against hostgate /validate
 #       with a real captured HostProcess review, with the generated 2,000-review workload, and
 #       against nginx; then hostgate-loadgen --rate max against both;
@@ -99,14 +99,14 @@ port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
 
 build() {
     if [[ -z "${HOSTGATE_BIN:-}" ]]; then
-        log "building hostgate and hostgate-loadgen (release)"
-        (cd "$ROOT" && cargo build --release -p hostgate -p hostgate-loadgen)
-        HOSTGATE_BIN="$TARGET_DIR/release/hostgate"
+        log "building hostgate and hostgate-loadgen (dist profile, as shipped)"
+        (cd "$ROOT" && cargo build --profile dist -p hostgate -p hostgate-loadgen)
+        HOSTGATE_BIN="$TARGET_DIR/dist/hostgate"
     elif [[ -z "${LOADGEN_BIN:-}" ]]; then
-        log "building hostgate-loadgen (release)"
-        (cd "$ROOT" && cargo build --release -p hostgate-loadgen)
+        log "building hostgate-loadgen (dist profile)"
+        (cd "$ROOT" && cargo build --profile dist -p hostgate-loadgen)
     fi
-    LOADGEN_BIN=${LOADGEN_BIN:-$TARGET_DIR/release/hostgate-loadgen}
+    LOADGEN_BIN=${LOADGEN_BIN:-$TARGET_DIR/dist/hostgate-loadgen}
     [[ -x "$HOSTGATE_BIN" ]] || die "no hostgate binary at $HOSTGATE_BIN"
     [[ -x "$LOADGEN_BIN" ]] || die "no hostgate-loadgen binary at $LOADGEN_BIN"
     "$HOSTGATE_BIN" serve --help >/dev/null 2>&1 || die "$HOSTGATE_BIN has no 'serve' command yet"
@@ -352,9 +352,9 @@ profile() {
     }
     if [[ -z "${HOSTGATE_BIN:-}" ]]; then
         log "building hostgate with line tables for perf (target dir $TARGET_DIR/profiling)"
-        (cd "$ROOT" && CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
-            cargo build --release -p hostgate --target-dir "$TARGET_DIR/profiling")
-        HOSTGATE_BIN="$TARGET_DIR/profiling/release/hostgate"
+        (cd "$ROOT" && CARGO_PROFILE_DIST_DEBUG=line-tables-only \
+            cargo build --profile dist -p hostgate --target-dir "$TARGET_DIR/profiling")
+        HOSTGATE_BIN="$TARGET_DIR/profiling/dist/hostgate"
     fi
     build
     mkdir -p "$WORK"

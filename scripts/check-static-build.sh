@@ -16,13 +16,14 @@
 # Usage: scripts/check-static-build.sh [--out DIR] [--skip-build]
 #   --out DIR      also copy the binaries to DIR (the Dockerfile uses /out)
 #   --skip-build   verify binaries built earlier
-# Honours CARGO_TARGET_DIR; set CARGO_PROFILE (default release) to check another profile.
+# Honours CARGO_TARGET_DIR; set CARGO_PROFILE (default dist, the shipped build: Cargo.toml) to
+# check another profile.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 target="x86_64-unknown-linux-gnu"
-profile="${CARGO_PROFILE:-release}"
+profile="${CARGO_PROFILE:-dist}"
 out=""
 build=1
 while [ $# -gt 0 ]; do
