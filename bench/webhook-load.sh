@@ -6,8 +6,9 @@
 #   RUNS=1 LAYOUTS=split bench/webhook-load.sh   # one quick pass
 #   bench/webhook-load.sh profile [SECONDS]      # perf profile of hostgate under saturation
 #
-# Per run and layout, a fresh hostgate (`dist` profile, as shipped; shipped policies/) and a
-# fresh nginx-light on 127.0.0.1 share one certificate (P-256, made here with openssl), and this script measures:
+# Per run and layout, a fresh hostgate (`dist` profile, as the images ship it; policies/) and a
+# fresh nginx-light on 127.0.0.1 share one certificate (P-256, made here with openssl), and this
+# script measures:
 #   (a) saturation: wrk -t1 -c16 -d8s with bench/wrk-admission.lua against hostgate /validate
 #       with a real captured HostProcess review, with the generated 2,000-review workload, and
 #       against nginx; then hostgate-loadgen --rate max against both;
