@@ -472,7 +472,9 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
     let mut cfg = config(tls.files.clone(), data("webhook/policies"));
-    cfg.shutdown_delay = Duration::from_millis(400);
+    // Long enough for the /readyz request below to be served during the delay on a loaded host;
+    // the test waits for the listener to close rather than for a fixed time.
+    cfg.shutdown_delay = Duration::from_secs(1);
     let server = start(cfg).await;
     let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
 
@@ -518,15 +520,21 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
     if let Some(stop) = stop {
         let _ = stop.send(());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!state.is_ready(), "readiness flips first");
+    eventually("readiness flips", || !state.is_ready()).await;
     let (status, _, _) = request(addr, Arc::clone(&client), "GET", "/readyz", vec![])
         .await
         .expect("still serving during the delay");
     assert_eq!(status, 503);
 
     // Finish the body after the listener has closed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tx.send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(
         &body[half..],
     ))))
@@ -543,6 +551,18 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
         .expect("drains")
         .expect("task");
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+/// Polls `cond` every 10 ms for up to 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(
