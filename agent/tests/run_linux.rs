@@ -167,7 +167,7 @@ impl Harness {
                 parent.display()
             );
         }
-        wait_until(&format!("no process of {pod}"), || marked(pod).is_empty());
+        wait_for_marked(pod, &format!("no process of {pod}"), |n| n == 0);
     }
 }
 
@@ -208,9 +208,14 @@ fn pod(name: &str, restart: &str, init: &[(&str, &str)], containers: &[(&str, &s
     })
 }
 
-/// The live processes whose environment carries the pod's marker. One scan can miss a process
-/// that is inside execve: until the new image's stack is set up, its `/proc/PID/environ` reads
-/// empty. Callers that expect processes to exist poll with `wait_until`.
+/// Waits until the number of live processes carrying the pod's marker satisfies `expect`. Always
+/// polled, never read once: a process inside execve reads an empty `/proc/PID/environ` until the
+/// new image's stack is set up, so a single scan can miss one that a shell has just started.
+fn wait_for_marked(pod: &str, what: &str, expect: impl Fn(usize) -> bool) {
+    wait_until(what, || expect(marked(pod).len()));
+}
+
+/// The live processes whose environment carries the pod's marker (see `wait_for_marked`).
 fn marked(pod: &str) -> Vec<u32> {
     let needle = format!("{MARKER}={pod}");
     let mut found = Vec::new();
@@ -282,10 +287,7 @@ fn hundred_process_container_is_gone_after_stop() {
     wait_until("ready", || {
         lines(&sink, "tree").contains(&"ready".to_owned())
     });
-    // "ready" can come before the last `sleep` has finished exec (see `marked`): wait for all 101.
-    wait_until("the shell and its 100 sleepers", || {
-        marked(&name).len() >= 101
-    });
+    wait_for_marked(&name, "the shell and its 100 sleepers", |n| n >= 101);
     stop.stop(StopReason::Terminate);
     let outcome = run.join().expect("no panic").expect("runs");
     assert_eq!(outcome.exit_code(), 0, "Always + clean stop: {outcome}");
@@ -382,10 +384,7 @@ fn process_limit_from_max_processes_holds() {
         .with_job(|j| j.pids().expect("pids"))
         .expect("job");
     assert!(pids.len() <= 5, "{} processes: {pids:?}", pids.len());
-    // Polled, not read once: the last sleeper may still be inside execve (see `marked`).
-    wait_until("3 to 5 live processes", || {
-        (3..=5).contains(&marked(&name).len())
-    });
+    wait_for_marked(&name, "3 to 5 live processes", |n| (3..=5).contains(&n));
     assert!(
         lines(&sink, "forker").len() < 20,
         "{:?}",
@@ -941,10 +940,7 @@ fn leftovers_of_a_killed_agent_are_removed_by_the_next_run() {
     // mount), host link and pod directory stay behind.
     child.kill().expect("kill");
     child.wait().expect("reap");
-    // `echo up` comes just before `exec sleep`, so the scan is polled (see `marked`).
-    wait_until("the container to outlive its agent", || {
-        marked(&name).len() == 1
-    });
+    wait_for_marked(&name, "the container to outlive its agent", |n| n == 1);
     assert!(fs::symlink_metadata(&link).is_ok());
     assert!(
         fs::read_dir(h.path("state/hpc"))
