@@ -7,8 +7,9 @@
 #   docker build -t ghcr.io/hostgate/hostgate:0.1.0 .
 #
 # The builder stage builds with scripts/check-static-build.sh, the same script CI runs without a
-# container engine (CI on the release profile, for time; this image on dist): static glibc (crt-static) on x86_64-unknown-linux-gnu, then it checks that
-# the binaries have no interpreter and no shared library, and runs them in an empty root.
+# container engine (CI on the release profile, for time; this image on dist): static glibc
+# (crt-static) on x86_64-unknown-linux-gnu, then it checks that the binaries have no interpreter
+# and no shared library, and runs them in an empty root.
 # (Windows nodes run the agent from Dockerfile.windows.)
 
 ARG RUST_VERSION=1.95

@@ -452,12 +452,7 @@ async fn starts_unready_without_policies() {
         policies.join("bad.yaml"),
     )
     .expect("fix");
-    for _ in 0..200 {
-        if server.state.is_ready() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the fixed set loads", async || server.state.is_ready()).await;
     let (status, _, _) = request(server.addr, client, "GET", "/readyz", vec![])
         .await
         .expect("readyz");
@@ -520,21 +515,17 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
     if let Some(stop) = stop {
         let _ = stop.send(());
     }
-    eventually("readiness flips", || !state.is_ready()).await;
+    eventually("readiness flips", async || !state.is_ready()).await;
     let (status, _, _) = request(addr, Arc::clone(&client), "GET", "/readyz", vec![])
         .await
         .expect("still serving during the delay");
     assert_eq!(status, 503);
 
     // Finish the body after the listener has closed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the listener never closed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the listener closes", async || {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     tx.send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(
         &body[half..],
     ))))
@@ -550,13 +541,12 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
         .await
         .expect("drains")
         .expect("task");
-    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
 }
 
 /// Polls `cond` every 10 ms for up to 10 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
+    while !cond().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "gave up waiting: {what}"
