@@ -101,11 +101,12 @@ port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
 build() {
     if [[ -z "${HOSTGATE_BIN:-}" ]]; then
         log "building hostgate and hostgate-loadgen (dist profile, as shipped)"
-        (cd "$ROOT" && cargo build --profile dist -p hostgate -p hostgate-loadgen)
+        (cd "$ROOT" && cargo build --profile dist -p hostgate \
+            && cargo build --profile dist --manifest-path tools/loadgen/Cargo.toml --target-dir "$TARGET_DIR")
         HOSTGATE_BIN="$TARGET_DIR/dist/hostgate"
     elif [[ -z "${LOADGEN_BIN:-}" ]]; then
         log "building hostgate-loadgen (dist profile)"
-        (cd "$ROOT" && cargo build --profile dist -p hostgate-loadgen)
+        (cd "$ROOT" && cargo build --profile dist --manifest-path tools/loadgen/Cargo.toml --target-dir "$TARGET_DIR")
     fi
     LOADGEN_BIN=${LOADGEN_BIN:-$TARGET_DIR/dist/hostgate-loadgen}
     [[ -x "$HOSTGATE_BIN" ]] || die "no hostgate binary at $HOSTGATE_BIN"

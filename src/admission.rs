@@ -543,7 +543,7 @@ impl Reviewer<'_> {
         let Workload::Pod(pod) = &mut workload else {
             return Ok(());
         };
-        outcome.signed = crate::mutate::approve(
+        outcome.signed = crate::approval::approve(
             pod,
             &defaulted.decision,
             self.signer,

@@ -1,27 +1,23 @@
-//! hostgate: admission control for Windows HostProcess pods.
+//! hostgate: admission control for Windows HostProcess pods — the webhook and the command line.
 //!
-//! Start with [`engine::evaluate`]: it takes a [`policy::PolicySet`], a [`pod::PodView`] and an
-//! [`engine::EvalContext`], and returns a [`decision::Decision`]. [`object::Workload`] reads Pods
-//! and workload templates; [`policy::load`] reads policies; [`manifest`] reads YAML and JSON
-//! safely. The webhook, `hostgate check` and the node agent are thin layers over these.
+//! The policy engine, the rules, defaulting and the approval contract live in
+//! [`hostgate_core`] (re-exported here under the same module names, so `hostgate::engine` and
+//! `hostgate_core::engine` are one module). This crate adds what runs in a cluster or a CI job:
+//!
+//! * [`server`]: `hostgate serve`, the HTTPS webhook (TLS, routes, metrics, policy reload);
+//!   [`admission`] is its request → decision → response step;
+//! * [`check`]: `hostgate check` and `hostgate test` over manifest files;
+//! * [`mutate`]: `hostgate mutate`, the offline twin of `/mutate`;
+//! * [`telemetry`]: logging setup.
 
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "server")]
+pub use hostgate_core::{
+    approval, decision, defaults, engine, manifest, object, pod, policy, quantity, rules,
+};
+
 pub mod admission;
-pub mod approval;
 pub mod check;
-pub mod decision;
-pub mod defaults;
-pub mod engine;
-pub mod manifest;
 pub mod mutate;
-pub mod object;
-pub mod pod;
-pub mod policy;
-pub mod quantity;
-pub mod rules;
-#[cfg(feature = "server")]
 pub mod server;
-#[cfg(feature = "server")]
 pub mod telemetry;

@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::approval::{self, ApprovedPod, SigningIdentity};
+use crate::approval::{self, SigningIdentity};
 use crate::decision::Decision;
 use crate::defaults::{self, Change};
 use crate::engine::EvalContext;
 use crate::object::{ObjectError, Workload};
-use crate::pod::{PodView, SpecPath};
 use crate::policy::PolicySet;
-use k8s_openapi::api::core::v1::Pod;
 
 /// One mutated document.
 #[derive(Debug, Clone)]
@@ -55,7 +53,7 @@ pub fn mutate_value(
     };
     let defaulted = defaults::default_workload(set, &mut workload, &ctx);
     let signed = match &mut workload {
-        Workload::Pod(pod) => approve(pod, &defaulted.decision, signer, &ns, now),
+        Workload::Pod(pod) => approval::approve(pod, &defaulted.decision, signer, &ns, now),
         _ => false,
     };
     let mut out = workload.to_value();
@@ -76,44 +74,6 @@ pub fn mutate_value(
         decision: Some(defaulted.decision),
         signed,
     })
-}
-
-/// Signs an approval into `pod` when `decision` admits it as a HostProcess pod and a signer is
-/// configured; otherwise removes any approval annotation (a user-supplied approval is never
-/// trusted). Returns whether it signed.
-pub fn approve(
-    pod: &mut Pod,
-    decision: &Decision,
-    signer: Option<&SigningIdentity>,
-    namespace: &str,
-    now: u64,
-) -> bool {
-    let approval = match (
-        signer,
-        decision.allowed && decision.host_process,
-        decision.policy.as_deref(),
-        pod.spec.as_ref(),
-    ) {
-        (Some(signer), true, Some(policy), Some(spec)) => {
-            let view = PodView::new(spec, None, SpecPath::POD);
-            Some(signer.sign(ApprovedPod::describe(&view, namespace), policy, now))
-        }
-        _ => None,
-    };
-    let signed = approval.is_some();
-    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    match approval {
-        Some(v) => {
-            annotations.insert(approval::ANNOTATION.to_owned(), v);
-        }
-        None => {
-            annotations.remove(approval::ANNOTATION);
-        }
-    }
-    if annotations.is_empty() {
-        pod.metadata.annotations = None;
-    }
-    signed
 }
 
 #[cfg(test)]

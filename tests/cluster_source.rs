@@ -335,7 +335,7 @@ async fn the_public_key_is_published_for_the_agents() {
     let server = tokio::spawn(apiserver(handle, Arc::clone(&recorded), vec![], |_| None));
     let signer =
         hostgate::approval::SigningIdentity::new(hostgate::approval::generate_key().expect("key"));
-    let pem = cluster::public_key_pem(&signer).expect("pem");
+    let pem = signer.public_key_pem().expect("pem");
     cluster::publish_public_key(
         client,
         signer.kid().to_owned(),

@@ -28,14 +28,14 @@ fn benches(c: &mut Criterion) {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use hostgate::approval::{ANNOTATION, ApprovedPod, SigningIdentity, generate_key_pair};
-    use hostgate::object::Workload;
-    use hostgate::pod::{PodView, SpecPath};
     use hostgate_agent::container::{MemorySink, Stop};
     use hostgate_agent::job::sys::{CgroupConfig, CgroupJobManager};
     use hostgate_agent::job::{Job, JobManager};
     use hostgate_agent::pod::{NodeInfo, PodManifest, PodRunner, RunnerOptions};
     use hostgate_agent::verify::Verifier;
+    use hostgate_core::approval::{ANNOTATION, ApprovedPod, SigningIdentity, generate_key_pair};
+    use hostgate_core::object::Workload;
+    use hostgate_core::pod::{PodView, SpecPath};
     use serde_json::json;
 
     if !nix::unistd::geteuid().is_root() {

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
-use hostgate::quantity::Quantity as Exact;
+use hostgate_core::quantity::Quantity as Exact;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::job::limits::{OciWindowsResources, kubelet_cpu_maximum};

@@ -7,7 +7,7 @@
 //!
 //! 1. reads a snapshot of the sources: every visible `*.pub` of the trust directory, every
 //!    visible `*.yaml`/`*.yml`/`*.json` below the policy directory (hidden entries and `tests/`
-//!    skipped, as [`hostgate::policy::load`] does);
+//!    skipped, as [`hostgate_core::policy::load`] does);
 //! 2. compares its digest with the installed version's: unchanged, nothing is written;
 //! 3. writes it into a new version directory and validates **that copy** with the loaders the
 //!    verifier uses ([`TrustStore::load_dir`], [`load_paths`]): what is validated is exactly
@@ -39,8 +39,8 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hostgate::approval::{KeyError, TrustStore};
-use hostgate::policy::load::{PolicyErrors, load_paths};
+use hostgate_core::approval::{KeyError, TrustStore};
+use hostgate_core::policy::load::{PolicyErrors, load_paths};
 use sha2::{Digest as _, Sha256};
 
 use crate::stop::StopToken;

@@ -4,7 +4,7 @@
 //!
 //! * **A whole pod** (the static runner): [`Verifier::verify_pod`] checks the
 //!   `hostgate.io/approval` annotation's signature, compares the signed payload with the pod
-//!   ([`hostgate::approval::Approval::matches`]), re-evaluates the policies with the engine and
+//!   ([`hostgate_core::approval::Approval::matches`]), re-evaluates the policies with the engine and
 //!   checks that the policy named in the approval is still loaded and still admits the pod.
 //! * **One container's runtime view** (a containerd shim, which sees only the OCI spec and the
 //!   pod annotations passed through to it): [`Verifier::verify_value`] does the signature and
@@ -20,14 +20,14 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use hostgate::approval::{
+use hostgate_core::approval::{
     ANNOTATION, Approval, ApprovalError, ApprovedContainer, ApprovedPod, KeyError, TrustStore,
 };
-use hostgate::decision::{Decision, Finding};
-use hostgate::engine::{EvalContext, evaluate};
-use hostgate::pod::{ANNOTATION_INHERIT_USER, PodView, SpecPath};
-use hostgate::policy::load::{PolicyErrors, load_paths};
-use hostgate::policy::{Mode, PolicySet, volume_type};
+use hostgate_core::decision::{Decision, Finding};
+use hostgate_core::engine::{EvalContext, evaluate};
+use hostgate_core::pod::{ANNOTATION_INHERIT_USER, PodView, SpecPath};
+use hostgate_core::policy::load::{PolicyErrors, load_paths};
+use hostgate_core::policy::{Mode, PolicySet, volume_type};
 use k8s_openapi::api::core::v1::{
     Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
 };
@@ -611,9 +611,9 @@ fn check_mounts(
 
 #[cfg(test)]
 mod tests {
-    use hostgate::approval::{SigningIdentity, generate_key};
-    use hostgate::object::Workload;
-    use hostgate::policy::load::parse_policies;
+    use hostgate_core::approval::{SigningIdentity, generate_key};
+    use hostgate_core::object::Workload;
+    use hostgate_core::policy::load::parse_policies;
 
     use super::*;
 

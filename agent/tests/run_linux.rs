@@ -15,9 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use hostgate::approval::{ANNOTATION, ApprovedPod, SigningIdentity, generate_key_pair};
-use hostgate::object::Workload;
-use hostgate::pod::{PodView, SpecPath};
 use hostgate_agent::container::{MemorySink, Stream};
 use hostgate_agent::job::limits::{CpuMax, cfs_quota_us, kubelet_cpu_maximum};
 use hostgate_agent::job::sys::{CgroupConfig, CgroupJobManager, CgroupSetup};
@@ -25,6 +22,9 @@ use hostgate_agent::job::{Job, JobManager};
 use hostgate_agent::pod::{NodeInfo, PodManifest, PodOutcome, PodRunner, RunError, RunnerOptions};
 use hostgate_agent::stop::{StopReason, StopToken};
 use hostgate_agent::verify::Verifier;
+use hostgate_core::approval::{ANNOTATION, ApprovedPod, SigningIdentity, generate_key_pair};
+use hostgate_core::object::Workload;
+use hostgate_core::pod::{PodView, SpecPath};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hostgate::approval::{TrustStore, generate_key_pair};
-use hostgate::policy::load::load_paths;
 use hostgate_agent::sync::{
     SyncConfig, SyncError, SyncOutcome, Syncer, VERSIONS, installed_version,
 };
+use hostgate_core::approval::{TrustStore, generate_key_pair};
+use hostgate_core::policy::load::load_paths;
 
 fn policy(name: &str) -> String {
     format!(

@@ -20,8 +20,6 @@ pub mod report;
 pub mod suite;
 pub mod yaml;
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use input::{DEFAULT_MAX_FILE_SIZE, Input};
@@ -33,48 +31,10 @@ pub use report::{
 use crate::engine::{self, EvalContext};
 use crate::manifest::ReadError;
 use crate::object::Workload;
-use crate::policy::load::{PolicyErrors, load_paths};
-use crate::policy::{PolicySet, Profile};
+use crate::policy::PolicySet;
+use crate::policy::load::load_policies;
 use crate::rules::structural::StructuralOptions;
 use objects::{Expanded, Read, Tree};
-
-/// The policy directory used when none is given: `policies/` in the current directory.
-pub const DEFAULT_POLICY_DIR: &str = "policies";
-/// Environment variable naming the policy directory when `./policies` does not exist.
-pub const POLICIES_ENV: &str = "HOSTGATE_POLICIES";
-
-/// The default policy directory: `<cwd>/policies` if it exists, else `$HOSTGATE_POLICIES` if
-/// set and not empty.
-pub fn default_policy_dir(cwd: &Path, env: Option<&OsStr>) -> Option<PathBuf> {
-    let local = cwd.join(DEFAULT_POLICY_DIR);
-    if local.is_dir() {
-        return Some(PathBuf::from(DEFAULT_POLICY_DIR));
-    }
-    env.filter(|v| !v.is_empty()).map(PathBuf::from)
-}
-
-/// Loads policies from files and directories (none: an empty set), adding a built-in profile.
-pub fn load_policies(
-    paths: &[PathBuf],
-    profile: Option<Profile>,
-) -> Result<PolicySet, PolicyErrors> {
-    let set = if paths.is_empty() {
-        PolicySet::new(Vec::new()).map_err(|e| {
-            PolicyErrors(vec![crate::policy::load::PolicyError {
-                source: String::new(),
-                document: None,
-                path: None,
-                message: e.to_string(),
-            }])
-        })?
-    } else {
-        load_paths(paths)?
-    };
-    Ok(match profile {
-        Some(p) => set.with_profile(p),
-        None => set,
-    })
-}
 
 /// Everything a check needs besides its inputs.
 #[derive(Debug)]
@@ -412,23 +372,6 @@ spec:
         );
         assert_eq!(r.errors[2].line, Some(23));
         assert_eq!(r.status(FailOn::Deny), Status::BadInput);
-    }
-
-    #[test]
-    fn default_policy_dir_prefers_the_current_directory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = OsStr::new("/etc/hostgate/policies");
-        assert_eq!(
-            default_policy_dir(dir.path(), Some(env)),
-            Some(PathBuf::from("/etc/hostgate/policies"))
-        );
-        assert_eq!(default_policy_dir(dir.path(), None), None);
-        assert_eq!(default_policy_dir(dir.path(), Some(OsStr::new(""))), None);
-        std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
-        assert_eq!(
-            default_policy_dir(dir.path(), Some(env)),
-            Some(PathBuf::from("policies"))
-        );
     }
 
     #[test]

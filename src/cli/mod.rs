@@ -10,6 +10,7 @@ use hostgate::check::output::{self, ColorChoice, Format, OutputOptions};
 use hostgate::check::suite::{self, TestReport};
 use hostgate::check::{self, CheckOptions, FailOn, Input, NamespaceLabels, input};
 use hostgate::policy::Profile;
+use hostgate::policy::load as policy_load;
 use hostgate::rules::structural::StructuralOptions;
 
 mod server;
@@ -220,17 +221,20 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         args.policies.clone()
     } else {
         let cwd = std::env::current_dir().context("current directory")?;
-        match check::default_policy_dir(&cwd, std::env::var_os(check::POLICIES_ENV).as_deref()) {
+        match policy_load::default_policy_dir(
+            &cwd,
+            std::env::var_os(policy_load::POLICIES_ENV).as_deref(),
+        ) {
             Some(dir) => vec![dir],
             None => bail!(
                 "no policies: ./{} does not exist and {} is not set; pass --policies DIR (or --no-policies)",
-                check::DEFAULT_POLICY_DIR,
-                check::POLICIES_ENV
+                policy_load::DEFAULT_POLICY_DIR,
+                policy_load::POLICIES_ENV
             ),
         }
     };
     let profile = args.profile.map(|ProfileArg::Baseline| Profile::Baseline);
-    let policies = check::load_policies(&policy_paths, profile)
+    let policies = policy_load::load_policies(&policy_paths, profile)
         .map_err(|e| anyhow::anyhow!("policies could not be loaded:\n{e}"))?;
 
     let mut labels = match &args.namespace_labels {

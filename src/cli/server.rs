@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args, ValueEnum};
 use hostgate::approval::{SigningIdentity, generate_key_pair};
-use hostgate::check::{self, Input, input};
+use hostgate::check::{Input, input};
 use hostgate::manifest::read_documents;
 use hostgate::mutate::mutate_value;
+use hostgate::policy::load as policy_load;
 use hostgate::server::routes::Limits;
 use hostgate::server::state::PolicySource;
 use hostgate::server::tls::{TlsFiles, generate_self_signed};
@@ -158,12 +159,15 @@ fn policy_paths(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         return Ok(given.to_vec());
     }
     let cwd = std::env::current_dir().context("current directory")?;
-    match check::default_policy_dir(&cwd, std::env::var_os(check::POLICIES_ENV).as_deref()) {
+    match policy_load::default_policy_dir(
+        &cwd,
+        std::env::var_os(policy_load::POLICIES_ENV).as_deref(),
+    ) {
         Some(dir) => Ok(vec![dir]),
         None => bail!(
             "no policies: ./{} does not exist and {} is not set; pass --policies DIR",
-            check::DEFAULT_POLICY_DIR,
-            check::POLICIES_ENV
+            policy_load::DEFAULT_POLICY_DIR,
+            policy_load::POLICIES_ENV
         ),
     }
 }
@@ -305,7 +309,7 @@ pub struct MutateArgs {
 
 /// Prints the defaulted (and signed) manifests as multi-document YAML.
 pub fn mutate(args: MutateArgs) -> anyhow::Result<u8> {
-    let policies = check::load_policies(&policy_paths(&args.policies)?, None)
+    let policies = policy_load::load_policies(&policy_paths(&args.policies)?, None)
         .map_err(|e| anyhow::anyhow!("policies could not be loaded:\n{e}"))?;
     let signer = args
         .signing_key

@@ -25,7 +25,6 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt as _};
 
 use super::state::AppState;
-use crate::approval::SigningIdentity;
 use crate::policy::{CompiledPolicy, HostProcessPolicy, HostProcessPolicyStatus};
 
 /// The condition type written to every policy's status.
@@ -286,15 +285,6 @@ pub async fn publish_public_key(
             }
         }
     }
-}
-
-/// The SPKI PEM of a signer's public key.
-pub fn public_key_pem(signer: &SigningIdentity) -> Option<String> {
-    use ed25519_dalek::pkcs8::EncodePublicKey as _;
-    signer
-        .verifying_key()
-        .to_public_key_pem(Default::default())
-        .ok()
 }
 
 /// Drives both watchers; only used where errors would otherwise be dropped silently.

@@ -177,7 +177,8 @@ impl Server {
             ));
         }
         let published = match (&signer, &publish) {
-            (Some(s), Some((ns, name))) => cluster::public_key_pem(s)
+            (Some(s), Some((ns, name))) => s
+                .public_key_pem()
                 .map(|pem| (s.kid().to_owned(), pem, ns.clone(), name.clone())),
             _ => None,
         };

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hostgate::manifest::{self, read_documents};
-use hostgate::object::{Workload, type_of};
+use hostgate_core::manifest::{self, read_documents};
+use hostgate_core::object::{Workload, type_of};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 /// Largest manifest accepted.

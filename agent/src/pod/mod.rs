@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hostgate::pod::{ContainerKind, ContainerRef, PodView, SpecPath};
+use hostgate_core::pod::{ContainerKind, ContainerRef, PodView, SpecPath};
 
 use crate::container::{
     Container, ContainerError, ContainerSpec, LogOptions, LogSink, RuntimeOptions, Stop,

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-use hostgate::pod::ContainerRef;
-use hostgate::quantity::Quantity as Exact;
+use hostgate_core::pod::ContainerRef;
+use hostgate_core::quantity::Quantity as Exact;
 use k8s_openapi::api::core::v1::{EnvVarSource, Pod};
 
 use super::manifest::{ConfigDirError, ConfigKind, ConfigSource};
@@ -480,7 +480,7 @@ pub fn container_id(id: &PodIdentity, container: &str, run: &str, restart: u32) 
 
 #[cfg(test)]
 mod tests {
-    use hostgate::pod::{PodView, SpecPath};
+    use hostgate_core::pod::{PodView, SpecPath};
 
     use super::*;
     use crate::job::JobName;

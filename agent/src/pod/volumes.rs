@@ -352,7 +352,7 @@ fn plan_volume(pod_dir: &Path, v: &Volume) -> Result<PlannedVolume, VolumeError>
             name,
             format!(
                 "{} volumes are not supported by the node agent (hostPath, emptyDir, configMap and secret are)",
-                hostgate::policy::volume_type(v)
+                hostgate_core::policy::volume_type(v)
             ),
         ));
     };

@@ -449,11 +449,9 @@ impl Spec {
     }
 }
 
-#[cfg(feature = "server")]
-pub(crate) use review_object::ReviewObject;
+pub use review_object::ReviewObject;
 
 /// The one-pass decoder of an AdmissionReview's object (the webhook's hot path).
-#[cfg(feature = "server")]
 mod review_object {
     use serde::Deserialize;
     use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -498,7 +496,8 @@ mod review_object {
     /// wrong apiVersion, a type error) makes the review's one-pass decode fail, and the review is then
     /// read again with [`Workload::from_json`], whose errors name the field: so this decoder only
     /// ever succeeds where `from_json` gives the same object.
-    pub(crate) struct ReviewObject(pub(crate) Option<Workload>);
+    #[derive(Debug)]
+    pub struct ReviewObject(pub Option<Workload>);
 
     impl<'de> Deserialize<'de> for ReviewObject {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ReviewObject, D::Error> {

@@ -38,14 +38,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, Lifecycle, Probe, Volume, VolumeMount, WindowsSecurityContextOptions,
+    EnvFromSource, EnvVar, Lifecycle, Pod, Probe, Volume, VolumeMount,
+    WindowsSecurityContextOptions,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::pod::{ContainerKind, ContainerRef, PodView};
+use crate::decision::Decision;
+use crate::pod::{ContainerKind, ContainerRef, PodView, SpecPath};
 
 /// The pod annotation that carries the approval.
 pub const ANNOTATION: &str = "hostgate.io/approval";
@@ -291,6 +293,14 @@ impl SigningIdentity {
         }
     }
 
+    /// The public key as SPKI PEM, as `hostgate keygen` writes it and trust stores read it.
+    pub fn public_key_pem(&self) -> Option<String> {
+        self.key
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .ok()
+    }
+
     /// Reads a PKCS#8 PEM private key.
     pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
         let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
@@ -532,6 +542,44 @@ fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
         what: "public key (SPKI)",
         reason: e.to_string(),
     })
+}
+
+/// Signs an approval into `pod` when `decision` admits it as a HostProcess pod and a signer is
+/// configured; otherwise removes any approval annotation (a user-supplied approval is never
+/// trusted). Returns whether it signed.
+pub fn approve(
+    pod: &mut Pod,
+    decision: &Decision,
+    signer: Option<&SigningIdentity>,
+    namespace: &str,
+    now: u64,
+) -> bool {
+    let approval = match (
+        signer,
+        decision.allowed && decision.host_process,
+        decision.policy.as_deref(),
+        pod.spec.as_ref(),
+    ) {
+        (Some(signer), true, Some(policy), Some(spec)) => {
+            let view = PodView::new(spec, None, SpecPath::POD);
+            Some(signer.sign(ApprovedPod::describe(&view, namespace), policy, now))
+        }
+        _ => None,
+    };
+    let signed = approval.is_some();
+    let annotations = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    match approval {
+        Some(v) => {
+            annotations.insert(ANNOTATION.to_owned(), v);
+        }
+        None => {
+            annotations.remove(ANNOTATION);
+        }
+    }
+    if annotations.is_empty() {
+        pod.metadata.annotations = None;
+    }
+    signed
 }
 
 /// A new random signing key.

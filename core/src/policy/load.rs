@@ -5,17 +5,56 @@
 //! `tests/` directories (co-located policy test cases) are skipped. Every document of a loaded file
 //! must be a `HostProcessPolicy`; every error names the file, the document and the field.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::compile::{CompiledPolicy, PolicySet};
-use super::model::{API_VERSION, HostProcessPolicy, KIND};
+use super::model::{API_VERSION, HostProcessPolicy, KIND, Profile};
 use crate::manifest::{self, ReadError};
 
 /// Largest policy file accepted.
 pub const MAX_POLICY_FILE: u64 = 4 * 1024 * 1024;
+
+/// The policy directory used when none is given: `policies/` in the current directory.
+pub const DEFAULT_POLICY_DIR: &str = "policies";
+/// Environment variable naming the policy directory when `./policies` does not exist.
+pub const POLICIES_ENV: &str = "HOSTGATE_POLICIES";
+
+/// The default policy directory: `<cwd>/policies` if it exists, else `$HOSTGATE_POLICIES` if
+/// set and not empty.
+pub fn default_policy_dir(cwd: &Path, env: Option<&OsStr>) -> Option<PathBuf> {
+    let local = cwd.join(DEFAULT_POLICY_DIR);
+    if local.is_dir() {
+        return Some(PathBuf::from(DEFAULT_POLICY_DIR));
+    }
+    env.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Loads policies from files and directories (none: an empty set), adding a built-in profile.
+pub fn load_policies(
+    paths: &[PathBuf],
+    profile: Option<Profile>,
+) -> Result<PolicySet, PolicyErrors> {
+    let set = if paths.is_empty() {
+        PolicySet::new(Vec::new()).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                source: String::new(),
+                document: None,
+                path: None,
+                message: e.to_string(),
+            }])
+        })?
+    } else {
+        load_paths(paths)?
+    };
+    Ok(match profile {
+        Some(p) => set.with_profile(p),
+        None => set,
+    })
+}
 
 /// Why a policy could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +325,26 @@ fn kind_of(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_policy_dir_prefers_the_current_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = std::ffi::OsStr::new("/etc/hostgate/policies");
+        assert_eq!(
+            default_policy_dir(dir.path(), Some(env)),
+            Some(PathBuf::from("/etc/hostgate/policies"))
+        );
+        assert_eq!(default_policy_dir(dir.path(), None), None);
+        assert_eq!(
+            default_policy_dir(dir.path(), Some(std::ffi::OsStr::new(""))),
+            None
+        );
+        std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+        assert_eq!(
+            default_policy_dir(dir.path(), Some(env)),
+            Some(PathBuf::from("policies"))
+        );
+    }
 
     fn errors(yaml: &str) -> Vec<String> {
         let (_, errs) = parse_policies(yaml.as_bytes(), "p.yaml");
