@@ -21,7 +21,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY agent ./agent
-COPY tools ./tools
+COPY core ./core
 COPY scripts/check-static-build.sh ./scripts/check-static-build.sh
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
