@@ -1,23 +1,23 @@
-//! Validated, ready-to-evaluate policies, and the constraint checks (`HG-…` rules).
+//! Validated, ready-to-evaluate policies and the [`PolicySet`].
 //!
 //! Everything that can be decided once per policy (patterns, selectors, quantities, host path
 //! prefixes) is decided here, so that evaluating a pod parses nothing and allocates only for
-//! findings.
+//! findings. This module validates what belongs to the policy as a whole (name, match, profile,
+//! defaults); each constraint family compiles and checks its own part in [`crate::rules`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Volume;
-
-use super::image::{self, ImagePattern};
-use super::model::{HostProcessPolicy, Mode, PrivilegedAnnotation, Profile};
+use super::model::{HostProcessPolicy, Mode, Profile};
 use super::selector::Selector;
-use super::winpath::WinPath;
 use crate::decision::Finding;
-use crate::pod::{ANNOTATION_INHERIT_USER, PodView};
-use crate::quantity::Quantity;
-use crate::rules::ids;
+use crate::pod::PodView;
+use crate::rules::annotations::AnnotationRule;
+use crate::rules::images::ImageRule;
+use crate::rules::limits::{LimitRule, positive_quantity};
 use crate::rules::structural::run_as_user_name_errors;
+use crate::rules::users::{LEAST_PRIVILEGE_USER, UserRule, same_account};
+use crate::rules::volumes::VolumeRule;
 
 /// A policy that is not valid, with the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,61 +30,13 @@ pub struct InvalidPolicy {
 }
 
 impl InvalidPolicy {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         InvalidPolicy {
             path: path.into(),
             message: message.into(),
         }
     }
 }
-
-/// The volume types allowed when a policy does not list any.
-pub const DEFAULT_VOLUME_TYPES: [&str; 5] = [
-    "configMap",
-    "secret",
-    "projected",
-    "downwardAPI",
-    "emptyDir",
-];
-
-/// Every volume type of the core v1 API, by its field name.
-pub const VOLUME_TYPES: [&str; 30] = [
-    "awsElasticBlockStore",
-    "azureDisk",
-    "azureFile",
-    "cephfs",
-    "cinder",
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "fc",
-    "flexVolume",
-    "flocker",
-    "gcePersistentDisk",
-    "gitRepo",
-    "glusterfs",
-    "hostPath",
-    "image",
-    "iscsi",
-    "nfs",
-    "persistentVolumeClaim",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "projected",
-    "quobyte",
-    "rbd",
-    "scaleIO",
-    "secret",
-    "storageos",
-    "vsphereVolume",
-];
-
-/// The least privileged account a HostProcess container can run as.
-pub const LEAST_PRIVILEGE_USER: &str = "NT AUTHORITY\\Local service";
-
-const NT_AUTHORITY: &str = "NT AUTHORITY";
 
 /// A policy ready for evaluation.
 #[derive(Debug, Clone)]
@@ -95,14 +47,11 @@ pub struct CompiledPolicy {
     namespaces: Vec<String>,
     namespace_selector: Option<Selector>,
     service_accounts: Vec<(String, Option<String>)>,
-    images: Vec<ImagePattern>,
-    users: Vec<String>,
-    volume_types: Vec<String>,
-    host_path_prefixes: Vec<(String, WinPath)>,
-    annotations: Vec<PrivilegedAnnotation>,
-    require_digest: bool,
-    max_cpu: Option<(String, Quantity)>,
-    max_memory: Option<(String, Quantity)>,
+    annotations: AnnotationRule,
+    images: ImageRule,
+    users: UserRule,
+    volumes: VolumeRule,
+    limits: LimitRule,
     source: Arc<HostProcessPolicy>,
 }
 
@@ -173,62 +122,11 @@ impl CompiledPolicy {
         }
 
         let allow = &spec.allow;
-        let mut images = Vec::new();
-        for (i, pattern) in allow.images.iter().enumerate() {
-            let compiled = if pattern.is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                ImagePattern::new(pattern).map_err(|e| e.to_string())
-            }
-            .map_err(|e| InvalidPolicy::new(format!("spec.allow.images[{i}]"), e))?;
-            images.push(compiled);
-        }
-        for (i, user) in allow.run_as_user_names.iter().enumerate() {
-            if let Some((_, msg)) = run_as_user_name_errors(user).into_iter().next() {
-                return Err(InvalidPolicy::new(
-                    format!("spec.allow.runAsUserNames[{i}]"),
-                    format!("{user:?}: {msg}"),
-                ));
-            }
-        }
-        let volume_types = match &allow.volumes.types {
-            None => DEFAULT_VOLUME_TYPES
-                .iter()
-                .map(|t| (*t).to_owned())
-                .collect(),
-            Some(types) => {
-                for (i, t) in types.iter().enumerate() {
-                    let path = format!("spec.allow.volumes.types[{i}]");
-                    if t == "hostPath" {
-                        return Err(InvalidPolicy::new(
-                            path,
-                            "hostPath volumes are allowed by spec.allow.volumes.hostPathPrefixes",
-                        ));
-                    }
-                    if !VOLUME_TYPES.contains(&t.as_str()) {
-                        return Err(InvalidPolicy::new(
-                            path,
-                            format!("unknown volume type {t:?}"),
-                        ));
-                    }
-                }
-                types.clone()
-            }
-        };
-        let mut host_path_prefixes = Vec::new();
-        for (i, prefix) in allow.volumes.host_path_prefixes.iter().enumerate() {
-            let parsed = WinPath::parse(prefix).map_err(|e| {
-                InvalidPolicy::new(
-                    format!("spec.allow.volumes.hostPathPrefixes[{i}]"),
-                    format!("{prefix:?} {e}"),
-                )
-            })?;
-            host_path_prefixes.push((prefix.clone(), parsed));
-        }
-
-        let limits = spec.require.limits.clone().unwrap_or_default();
-        let max_cpu = limit_max(limits.cpu.as_ref(), "spec.require.limits.cpu")?;
-        let max_memory = limit_max(limits.memory.as_ref(), "spec.require.limits.memory")?;
+        let annotations = AnnotationRule::compile(allow);
+        let images = ImageRule::compile(allow, &spec.require)?;
+        let users = UserRule::compile(allow)?;
+        let volumes = VolumeRule::compile(&allow.volumes)?;
+        let limits = LimitRule::compile(&spec.require)?;
 
         let defaults = &spec.defaults;
         if let Some(user) = &defaults.run_as_user_name {
@@ -266,16 +164,13 @@ impl CompiledPolicy {
         }
         for (key, value) in &defaults.limits {
             let path = format!("spec.defaults.limits.{key}");
-            let max = match key.as_str() {
-                "cpu" => &max_cpu,
-                "memory" => &max_memory,
-                _ => {
-                    return Err(InvalidPolicy::new(
-                        path,
-                        "only cpu and memory can be defaulted",
-                    ));
-                }
-            };
+            if !matches!(key.as_str(), "cpu" | "memory") {
+                return Err(InvalidPolicy::new(
+                    path,
+                    "only cpu and memory can be defaulted",
+                ));
+            }
+            let max = limits.max(key);
             let q = positive_quantity(value, &path)?;
             if let Some((text, max)) = max
                 && q > *max
@@ -294,14 +189,11 @@ impl CompiledPolicy {
             namespaces: spec.match_.namespaces.clone(),
             namespace_selector,
             service_accounts,
+            annotations,
             images,
-            users: allow.run_as_user_names.clone(),
-            volume_types,
-            host_path_prefixes,
-            annotations: allow.annotations.clone(),
-            require_digest: spec.require.image_digest,
-            max_cpu,
-            max_memory,
+            users,
+            volumes,
+            limits,
             source: Arc::new(policy),
         })
     }
@@ -326,14 +218,11 @@ impl CompiledPolicy {
             namespaces: Vec::new(),
             namespace_selector: None,
             service_accounts: Vec::new(),
-            images: Vec::new(),
-            users: Vec::new(),
-            volume_types: Vec::new(),
-            host_path_prefixes: Vec::new(),
-            annotations: Vec::new(),
-            require_digest: false,
-            max_cpu: None,
-            max_memory: None,
+            annotations: AnnotationRule::default(),
+            images: ImageRule::default(),
+            users: UserRule::default(),
+            volumes: VolumeRule::default(),
+            limits: LimitRule::default(),
             source: Arc::new(policy),
         }
     }
@@ -384,336 +273,15 @@ impl CompiledPolicy {
     /// Checks every constraint of an admitting policy; appends what fails to `out`.
     pub fn check(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
         let start = out.len();
-        self.check_annotations(pod, out);
-        self.check_images(pod, out);
-        self.check_users(pod, out);
-        self.check_volumes(pod, out);
-        self.check_limits(pod, out);
+        self.annotations.check(pod, out);
+        self.images.check(pod, out);
+        self.users.check(pod, out);
+        self.volumes.check(pod, out);
+        self.limits.check(pod, out);
         for f in &mut out[start..] {
             f.policy = Some(Arc::clone(&self.name));
         }
     }
-
-    fn check_annotations(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
-        for (key, _) in pod.privileged_annotations() {
-            if !self.annotations.iter().any(|a| a.key() == key) {
-                out.push(Finding::new(
-                    ids::ANNOTATION,
-                    format!("{}.annotations[{key}]", pod.path.metadata()),
-                    format!("annotation {key} is not allowed (spec.allow.annotations)"),
-                ));
-            }
-        }
-    }
-
-    fn check_images(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
-        if self.images.is_empty() && !self.require_digest {
-            return;
-        }
-        for c in pod.containers() {
-            let image = c.image.unwrap_or("");
-            if !self.images.is_empty() && !image::allowed(&self.images, image) {
-                let allowed: Vec<&str> = self.images.iter().map(ImagePattern::as_str).collect();
-                out.push(
-                    Finding::new(
-                        ids::IMAGE_NOT_ALLOWED,
-                        c.path_to(pod.path, "image"),
-                        format!(
-                            "image {image:?} matches none of the allowed images: {}",
-                            allowed.join(", ")
-                        ),
-                    )
-                    .with_containers(vec![c.name.to_owned()]),
-                );
-            }
-            if self.require_digest && !image::has_digest(image) {
-                out.push(
-                    Finding::new(
-                        ids::IMAGE_DIGEST,
-                        c.path_to(pod.path, "image"),
-                        format!(
-                            "image {image:?} must be pinned by digest (@sha256:<64 hex digits>)"
-                        ),
-                    )
-                    .with_containers(vec![c.name.to_owned()]),
-                );
-            }
-        }
-    }
-
-    fn check_users(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
-        let inherits_runtime_user = pod
-            .annotations()
-            .and_then(|a| a.get(ANNOTATION_INHERIT_USER))
-            .is_some_and(|v| v == "true")
-            && self
-                .annotations
-                .contains(&PrivilegedAnnotation::InheritUser);
-        if inherits_runtime_user {
-            // The runtime's own token is used whatever runAsUserName says; the annotation
-            // itself is what this policy allowed.
-            return;
-        }
-        let pod_user = pod
-            .windows_options()
-            .and_then(|w| w.run_as_user_name.as_deref());
-        let pod_user_path = || {
-            pod.path
-                .field("securityContext.windowsOptions.runAsUserName")
-        };
-        let mut any_unset = false;
-        let mut any_inheriting = false;
-        for c in pod.containers() {
-            match c.run_as_user_name() {
-                Some(user) => self.check_user(
-                    user,
-                    || c.path_to(pod.path, "securityContext.windowsOptions.runAsUserName"),
-                    || vec![c.name.to_owned()],
-                    out,
-                ),
-                None if pod_user.is_some() => any_inheriting = true,
-                None => any_unset = true,
-            }
-        }
-        // Names are only collected once a finding needs them.
-        let names_without_own_user = || {
-            pod.containers()
-                .filter(|c| c.run_as_user_name().is_none())
-                .map(|c| c.name.to_owned())
-                .collect()
-        };
-        if let Some(user) = pod_user
-            && any_inheriting
-        {
-            self.check_user(user, pod_user_path, names_without_own_user, out);
-        }
-        if any_unset && !self.users.is_empty() {
-            out.push(
-                Finding::new(
-                    ids::USER_UNSET,
-                    pod_user_path(),
-                    format!(
-                        "no runAsUserName: the image's default user would run, which HostProcess containers cannot use; set one of {}",
-                        quoted_list(&self.users)
-                    ),
-                )
-                .with_containers(names_without_own_user()),
-            );
-        }
-    }
-
-    fn check_user(
-        &self,
-        user: &str,
-        path: impl Fn() -> String,
-        containers: impl Fn() -> Vec<String>,
-        out: &mut Vec<Finding>,
-    ) {
-        if let Some((domain, _)) = user.split_once('\\')
-            && domain != NT_AUTHORITY
-            && domain.eq_ignore_ascii_case(NT_AUTHORITY)
-        {
-            out.push(
-                Finding::new(
-                    ids::USER_DOMAIN_SPELLING,
-                    path(),
-                    format!(
-                        "runAsUserName {user:?} must spell the domain exactly {NT_AUTHORITY:?}: the node compares it case-sensitively and would not log on as a service account"
-                    ),
-                )
-                .with_containers(containers()),
-            );
-        }
-        if !self.users.is_empty() && !self.users.iter().any(|u| same_account(u, user)) {
-            out.push(
-                Finding::new(
-                    ids::USER_NOT_ALLOWED,
-                    path(),
-                    format!(
-                        "runAsUserName {user:?} is not one of {}",
-                        quoted_list(&self.users)
-                    ),
-                )
-                .with_containers(containers()),
-            );
-        }
-    }
-
-    fn check_volumes(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
-        for (i, v) in pod.spec.volumes.iter().flatten().enumerate() {
-            let kind = volume_type(v);
-            if kind == "hostPath" {
-                let path = v.host_path.as_ref().map_or("", |h| h.path.as_str());
-                let inside = WinPath::parse(path).is_ok_and(|p| {
-                    self.host_path_prefixes
-                        .iter()
-                        .any(|(_, prefix)| p.starts_with(prefix))
-                });
-                if !inside {
-                    let detail = if self.host_path_prefixes.is_empty() {
-                        "no hostPath volume is allowed".to_owned()
-                    } else {
-                        let prefixes: Vec<&str> = self
-                            .host_path_prefixes
-                            .iter()
-                            .map(|(t, _)| t.as_str())
-                            .collect();
-                        format!(
-                            "it is not under any allowed prefix: {}",
-                            prefixes.join(", ")
-                        )
-                    };
-                    out.push(
-                        Finding::new(
-                            ids::VOLUME_HOST_PATH,
-                            format!("{}[{i}].hostPath.path", pod.path.field("volumes")),
-                            format!("hostPath volume {:?} points to {path:?}: {detail}", v.name),
-                        )
-                        .with_containers(mounting(pod, &v.name)),
-                    );
-                }
-            } else if !self.volume_types.iter().any(|t| t == kind) {
-                out.push(
-                    Finding::new(
-                        ids::VOLUME_TYPE,
-                        format!("{}[{i}]", pod.path.field("volumes")),
-                        format!(
-                            "volume {:?} of type {kind} is not allowed; allowed types: {}",
-                            v.name,
-                            self.volume_types.join(", ")
-                        ),
-                    )
-                    .with_containers(mounting(pod, &v.name)),
-                );
-            }
-        }
-    }
-
-    fn check_limits(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
-        for (resource, max) in [("cpu", &self.max_cpu), ("memory", &self.max_memory)] {
-            let Some((max_text, max)) = max else {
-                continue;
-            };
-            for c in pod.runnable_containers() {
-                let path = || c.path_to(pod.path, &format!("resources.limits.{resource}"));
-                let value = c
-                    .resources
-                    .and_then(|r| r.limits.as_ref())
-                    .and_then(|l| l.get(resource));
-                let Some(value) = value else {
-                    out.push(
-                        Finding::new(
-                            ids::LIMIT_MISSING,
-                            path(),
-                            format!("a {resource} limit is required (at most {max_text})"),
-                        )
-                        .with_containers(vec![c.name.to_owned()]),
-                    );
-                    continue;
-                };
-                let message = match Quantity::parse(&value.0) {
-                    Ok(q) if q <= *max => continue,
-                    Ok(_) => format!(
-                        "{resource} limit {} exceeds the maximum {max_text}",
-                        value.0
-                    ),
-                    Err(e) => format!("{resource} limit {:?} is not a quantity: {e}", value.0),
-                };
-                out.push(
-                    Finding::new(ids::LIMIT_EXCEEDED, path(), message)
-                        .with_containers(vec![c.name.to_owned()]),
-                );
-            }
-        }
-    }
-}
-
-/// The names of the containers that mount volume `name`.
-fn mounting(pod: &PodView<'_>, name: &str) -> Vec<String> {
-    pod.containers()
-        .filter(|c| c.volume_mounts.iter().any(|m| m.name == name))
-        .map(|c| c.name.to_owned())
-        .collect()
-}
-
-/// The field name of the volume's source (`hostPath`, `configMap`, …).
-pub fn volume_type(v: &Volume) -> &'static str {
-    let sources: [(&str, bool); 30] = [
-        ("awsElasticBlockStore", v.aws_elastic_block_store.is_some()),
-        ("azureDisk", v.azure_disk.is_some()),
-        ("azureFile", v.azure_file.is_some()),
-        ("cephfs", v.cephfs.is_some()),
-        ("cinder", v.cinder.is_some()),
-        ("configMap", v.config_map.is_some()),
-        ("csi", v.csi.is_some()),
-        ("downwardAPI", v.downward_api.is_some()),
-        ("emptyDir", v.empty_dir.is_some()),
-        ("ephemeral", v.ephemeral.is_some()),
-        ("fc", v.fc.is_some()),
-        ("flexVolume", v.flex_volume.is_some()),
-        ("flocker", v.flocker.is_some()),
-        ("gcePersistentDisk", v.gce_persistent_disk.is_some()),
-        ("gitRepo", v.git_repo.is_some()),
-        ("glusterfs", v.glusterfs.is_some()),
-        ("hostPath", v.host_path.is_some()),
-        ("image", v.image.is_some()),
-        ("iscsi", v.iscsi.is_some()),
-        ("nfs", v.nfs.is_some()),
-        ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
-        ("photonPersistentDisk", v.photon_persistent_disk.is_some()),
-        ("portworxVolume", v.portworx_volume.is_some()),
-        ("projected", v.projected.is_some()),
-        ("quobyte", v.quobyte.is_some()),
-        ("rbd", v.rbd.is_some()),
-        ("scaleIO", v.scale_io.is_some()),
-        ("secret", v.secret.is_some()),
-        ("storageos", v.storageos.is_some()),
-        ("vsphereVolume", v.vsphere_volume.is_some()),
-    ];
-    // A volume without a source is an emptyDir to the apiserver (it defaults one).
-    sources
-        .iter()
-        .find(|(_, set)| *set)
-        .map_or("emptyDir", |(name, _)| name)
-}
-
-/// Windows account names compare case-insensitively, domain and user alike.
-pub fn same_account(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.chars()
-            .zip(b.chars())
-            .all(|(x, y)| x == y || x.to_lowercase().eq(y.to_lowercase()))
-}
-
-fn quoted_list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|i| format!("{i:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn limit_max(
-    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    path: &str,
-) -> Result<Option<(String, Quantity)>, InvalidPolicy> {
-    q.map(|q| positive_quantity(q, path).map(|parsed| (q.0.clone(), parsed)))
-        .transpose()
-}
-
-fn positive_quantity(
-    q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-    path: &str,
-) -> Result<Quantity, InvalidPolicy> {
-    let parsed =
-        Quantity::parse(&q.0).map_err(|e| InvalidPolicy::new(path, format!("{:?}: {e}", q.0)))?;
-    if parsed.is_negative() || parsed.is_zero() {
-        return Err(InvalidPolicy::new(
-            path,
-            format!("{:?} must be positive", q.0),
-        ));
-    }
-    Ok(parsed)
 }
 
 fn is_dns1123_label(s: &str) -> bool {
@@ -799,5 +367,141 @@ impl PolicySet {
     /// A policy by name.
     pub fn get(&self, name: &str) -> Option<&CompiledPolicy> {
         self.iter().find(|p| &*p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(yaml: &str) -> Result<CompiledPolicy, InvalidPolicy> {
+        let policy: HostProcessPolicy = serde_yaml::from_str(yaml).expect("policy parses");
+        CompiledPolicy::compile(policy)
+    }
+
+    fn policy(spec: &str) -> String {
+        format!(
+            "{{apiVersion: hostgate.io/v1alpha1, kind: HostProcessPolicy, metadata: {{name: p}}, spec: {spec}}}"
+        )
+    }
+
+    #[test]
+    fn refusals_name_the_field_at_fault() {
+        // (policy, path of the refusal)
+        let cases: &[(String, &str)] = &[
+            (
+                "{apiVersion: hostgate.io/v1alpha1, kind: HostProcessPolicy, metadata: {}, spec: {}}".to_owned(),
+                "metadata.name",
+            ),
+            (
+                "{apiVersion: hostgate.io/v1alpha1, kind: HostProcessPolicy, metadata: {name: Not_DNS}, spec: {}}".to_owned(),
+                "metadata.name",
+            ),
+            (policy("{match: {namespaces: [ok, 'Bad NS']}}"), "spec.match.namespaces[1]"),
+            (policy("{match: {serviceAccounts: [kube-system]}}"), "spec.match.serviceAccounts[0]"),
+            (policy("{match: {serviceAccounts: ['a/b', 'x/Y_']}}"), "spec.match.serviceAccounts[1]"),
+            (
+                policy("{match: {namespaceSelector: {matchExpressions: [{key: k, operator: Sideways}]}}}"),
+                "spec.match.namespaceSelector.matchExpressions[0].operator",
+            ),
+            (policy("{profile: baseline, allow: {images: [x]}}"), "spec.allow"),
+            (policy("{profile: baseline, defaults: {runAsUserName: 'NT AUTHORITY\\SYSTEM'}}"), "spec.defaults"),
+            (
+                policy("{allow: {runAsUserNames: ['NT AUTHORITY\\SYSTEM']}}"),
+                "spec.defaults.runAsUserName",
+            ),
+            (
+                policy("{allow: {runAsUserNames: ['NT AUTHORITY\\SYSTEM']}, defaults: {runAsUserName: 'NT AUTHORITY\\Local service'}}"),
+                "spec.defaults.runAsUserName",
+            ),
+            (policy("{defaults: {limits: {storage: 1Gi}}}"), "spec.defaults.limits.storage"),
+            (policy("{defaults: {limits: {cpu: '0'}}}"), "spec.defaults.limits.cpu"),
+            (
+                policy("{require: {limits: {memory: 256Mi}}, defaults: {limits: {memory: 512Mi}}}"),
+                "spec.defaults.limits.memory",
+            ),
+            // Each family reports its own field.
+            (policy("{allow: {images: ['']}}"), "spec.allow.images[0]"),
+            (policy("{allow: {volumes: {types: [nfs, bogus]}}}"), "spec.allow.volumes.types[1]"),
+            (policy("{require: {limits: {cpu: '-1'}}}"), "spec.require.limits.cpu"),
+        ];
+        for (yaml, path) in cases {
+            let err = compile(yaml).expect_err(yaml);
+            assert_eq!(err.path, *path, "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn valid_policies_compile() {
+        for yaml in [
+            policy("{}"),
+            policy("{profile: baseline, mode: Warn}"),
+            policy(
+                "{match: {namespaces: [kube-system], serviceAccounts: ['kube-system/*', 'kube-system/csi-proxy']}}",
+            ),
+            policy(
+                "{allow: {runAsUserNames: ['NT AUTHORITY\\SYSTEM']}, defaults: {runAsUserName: 'nt authority\\system'}}",
+            ),
+            policy(
+                "{require: {limits: {cpu: '1', memory: 256Mi}}, defaults: {limits: {cpu: 500m, memory: 256Mi}}}",
+            ),
+        ] {
+            compile(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+    }
+
+    #[test]
+    fn matching_table() {
+        let p = compile(&policy(
+            "{match: {namespaces: [kube-system, agents], serviceAccounts: ['kube-system/csi-proxy', 'agents/*']}}",
+        ))
+        .expect("compiles");
+        // (namespace, service account, matches)
+        for (ns, sa, want) in [
+            ("kube-system", "csi-proxy", true),
+            ("kube-system", "default", false),
+            ("agents", "anything", true),
+            ("default", "csi-proxy", false),
+        ] {
+            assert_eq!(p.matches(ns, None, sa), want, "{ns}/{sa}");
+        }
+        let any = compile(&policy("{}")).expect("compiles");
+        assert!(any.matches("whatever", None, "default"));
+        let labelled = compile(&policy(
+            "{match: {namespaceSelector: {matchLabels: {hostgate.io/agents: allowed}}}}",
+        ))
+        .expect("compiles");
+        let labels: BTreeMap<String, String> =
+            [("hostgate.io/agents".to_owned(), "allowed".to_owned())].into();
+        assert!(labelled.matches("ns", Some(&labels), "default"));
+        assert!(!labelled.matches("ns", None, "default"));
+    }
+
+    #[test]
+    fn findings_carry_the_policy_name() {
+        let p = compile(&policy("{allow: {images: [good]}}")).expect("compiles");
+        let spec: k8s_openapi::api::core::v1::PodSpec =
+            serde_yaml::from_str("{containers: [{name: a, image: bad}]}").expect("spec");
+        let view = PodView::new(&spec, None, crate::pod::SpecPath::POD);
+        let mut out = Vec::new();
+        p.check(&view, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].policy.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn sets_refuse_duplicates_and_keep_profiles_apart() {
+        let a = compile(&policy("{}")).expect("compiles");
+        assert_eq!(
+            PolicySet::new(vec![a.clone(), a.clone()]).expect_err("duplicate"),
+            DuplicatePolicy("p".to_owned())
+        );
+        let set = PolicySet::new(vec![a])
+            .expect("set")
+            .with_profile(Profile::Baseline);
+        assert_eq!(set.admitting().len(), 1);
+        assert_eq!(set.profiles().len(), 1);
+        assert_eq!(set.len(), 2);
+        assert!(set.get("builtin-baseline").is_some());
     }
 }

@@ -8,10 +8,10 @@ mod model;
 pub mod selector;
 pub mod winpath;
 
-pub use compile::{
-    CompiledPolicy, DEFAULT_VOLUME_TYPES, DuplicatePolicy, InvalidPolicy, LEAST_PRIVILEGE_USER,
-    PolicySet, VOLUME_TYPES, same_account, volume_type,
-};
+pub use compile::{CompiledPolicy, DuplicatePolicy, InvalidPolicy, PolicySet};
+// Names the policy model's users reach for; they live with the rules that use them.
+pub use crate::rules::users::{LEAST_PRIVILEGE_USER, same_account};
+pub use crate::rules::volumes::{DEFAULT_VOLUME_TYPES, VOLUME_TYPES, volume_type};
 pub use model::{
     API_VERSION, AllowSpec, CrdError, DefaultsSpec, GROUP, HostProcessPolicy,
     HostProcessPolicySpec, HostProcessPolicyStatus, KIND, LimitMaxima, MatchSpec, Mode,

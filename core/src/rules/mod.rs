@@ -3,10 +3,25 @@
 //! - [`structural`]: HP-API-01…09, the apiserver's own validation (always on).
 //! - [`baseline`]: HP-PSA-01, Pod Security Admission's `windowsHostProcess` check (the `baseline`
 //!   profile).
-//! - `HG-…`: hostgate's policy constraints, checked by [`crate::policy`].
+//! - `HG-…`: hostgate's policy constraints, one module per family, each compiled from its part
+//!   of a `HostProcessPolicy` and checked on the pods that policy admits:
+//!   [`images`] (`HG-IMAGE-*`), [`users`] (`HG-USER-*`), [`volumes`] (`HG-VOLUME-*`),
+//!   [`annotations`] (`HG-ANNOT-01`), [`limits`] (`HG-LIMITS-*`). `HG-MATCH-01` (no policy
+//!   matches) is decided by [`crate::engine`]; `HG-APPROVAL-*` by [`crate::approval`] where an
+//!   approval is verified.
+//!
+//! `docs/rules.md` in the repository describes every id, why it exists and the upstream
+//! behaviour it mirrors.
 
+pub mod annotations;
 pub mod baseline;
+pub mod images;
+pub mod limits;
 pub mod structural;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod users;
+pub mod volumes;
 
 /// Every rule id, by name. Ids from the HostProcess catalogue keep the catalogue's spelling,
 /// including its letters for sub-rules.
