@@ -81,6 +81,8 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -96,6 +98,8 @@ use crate::{HarnessError, procfs};
 pub const K8S_NAMESPACE: &str = "k8s.io";
 /// Where containerd puts shim sockets, whatever its `state` directory.
 pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+/// containerd's runc shim.
+pub const RUNC_RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 /// The cgroup under which every instance puts its pods (`/<this>/<instance>`).
 pub const CGROUP_ROOT: &str = "hostgate-harness";
 
@@ -104,6 +108,9 @@ const KILL_WAIT: Duration = Duration::from_secs(15);
 const CLEANUP_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An extra CRI runtime handler: one `[…containerd.runtimes.<name>]` table.
+///
+/// A handler of runc's type ([`RUNC_RUNTIME_TYPE`]) without a `Root` option gets the
+/// instance's runc root, like the default handler, so that cleanup finds its containers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeHandler {
     /// The handler name pods ask for (a RuntimeClass's `handler`), e.g. `hostgate`.
@@ -222,6 +229,8 @@ pub struct Containerd {
     shim_sockets: BTreeSet<PathBuf>,
     /// Set once a cleanup has fully succeeded.
     cleaned: bool,
+    /// Counts restarts, so that CRI clients know to reconnect.
+    restarts: Arc<AtomicU64>,
 }
 
 impl Containerd {
@@ -243,6 +252,7 @@ impl Containerd {
             timings: Timings::default(),
             shim_sockets: BTreeSet::new(),
             cleaned: false,
+            restarts: Arc::default(),
         };
         // On error `this` is dropped here, which cleans up.
         this.setup()?;
@@ -363,9 +373,11 @@ impl Containerd {
     }
 
     /// A CRI client on this instance; pods default to the instance's log root and cgroup.
+    /// It reconnects by itself after [`Containerd::restart`].
     pub fn cri(&self) -> Result<Cri, HarnessError> {
         Ok(Cri::connect(&self.socket(), &self.pod_log_root())?
-            .with_default_cgroup_parent(self.cgroup_parent()))
+            .with_default_cgroup_parent(self.cgroup_parent())
+            .with_restart_counter(self.restarts.clone()))
     }
 
     /// Runs `ctr --address <socket> --namespace k8s.io <args>`; returns its stdout.
@@ -396,6 +408,7 @@ impl Containerd {
         let started = Instant::now();
         self.terminate()?;
         self.spawn()?;
+        self.restarts.fetch_add(1, Ordering::SeqCst);
         self.wait_ready()?;
         self.timings.restarts.push(started.elapsed());
         Ok(())
@@ -409,15 +422,21 @@ impl Containerd {
         }
         let mut errors: Vec<String> = Vec::new();
 
-        // 1. The kubelet's way out, while containerd still runs.
-        if self.child.is_some() && self.socket().exists() {
-            match Cri::connect(&self.socket(), &self.pod_log_root()) {
-                Ok(cri) => errors.extend(
-                    remove_all_pods_bounded(&cri)
-                        .into_iter()
-                        .map(|e| e.to_string()),
-                ),
-                Err(e) => errors.push(e.to_string()),
+        // 1. The kubelet's way out, while containerd still runs. Its failures are only
+        //    reported: the forced steps below are what guarantees the outcome.
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running {
+            let graceful = Cri::connect(&self.socket(), &self.pod_log_root())
+                .map(|cri| remove_all_pods_bounded(&cri))
+                .unwrap_or_else(|e| vec![e]);
+            for e in graceful {
+                eprintln!(
+                    "hostgate-node-harness: cleanup of {}: {e}",
+                    self.dir.display()
+                );
             }
         }
         self.note_shim_sockets();
@@ -567,14 +586,19 @@ impl Containerd {
             "\n[{cri}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\""
         );
 
-        let mut handlers = vec![
-            RuntimeHandler::new("runc", "io.containerd.runc.v2")
-                .option("Root", self.dir.join("runc").to_string_lossy().into_owned())
-                .option("SystemdCgroup", false),
-        ];
+        let runc_root = self.dir.join("runc").to_string_lossy().into_owned();
+        let mut handlers =
+            vec![RuntimeHandler::new("runc", RUNC_RUNTIME_TYPE).option("SystemdCgroup", false)];
         for h in &self.options.handlers {
             handlers.retain(|x| x.name != h.name);
             handlers.push(h.clone());
+        }
+        for h in &mut handlers {
+            if h.runtime_type == RUNC_RUNTIME_TYPE {
+                h.options
+                    .entry("Root".to_owned())
+                    .or_insert_with(|| runc_root.clone().into());
+            }
         }
         for h in &handlers {
             let table = format!("{cri}.containerd.runtimes.{}", toml_str(&h.name));
@@ -1024,6 +1048,7 @@ mod tests {
             shim_sockets: BTreeSet::new(),
             // Nothing to clean: the instance was never started.
             cleaned: true,
+            restarts: Arc::default(),
         }
     }
 

@@ -26,6 +26,7 @@ use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper_util::rt::TokioIo;
@@ -52,7 +53,10 @@ const NS_NODE: i32 = api::NamespaceMode::Node as i32;
 #[derive(Debug)]
 pub struct Cri {
     rt: tokio::runtime::Runtime,
-    channel: Channel,
+    channel: Mutex<Channel>,
+    /// With a client of a [`Containerd`](crate::Containerd): its restart counter, and the value
+    /// when `channel` was made.
+    restarts: Option<(Arc<AtomicU64>, AtomicU64)>,
     socket: PathBuf,
     log_root: PathBuf,
     cgroup_parent: Option<String>,
@@ -61,35 +65,58 @@ pub struct Cri {
 impl Cri {
     /// Connects to the CRI socket at `socket`; pods' default log directories go under
     /// `log_root`.
+    ///
+    /// A connection does not survive a restart of containerd (the first call after it fails
+    /// with a broken pipe); clients made by [`Containerd::cri`](crate::Containerd::cri)
+    /// reconnect by themselves after [`Containerd::restart`](crate::Containerd::restart),
+    /// others call [`Cri::reconnect`].
     pub fn connect(socket: &Path, log_root: &Path) -> Result<Self, HarnessError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| HarnessError::io("building a tokio runtime", e))?;
-        let path = socket.to_path_buf();
-        // The URI is required by tonic but ignored: the connector always dials the socket.
-        let endpoint = Endpoint::from_static("http://cri.invalid").connect_timeout(CALL_TIMEOUT);
         let channel = rt
-            .block_on(
-                endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        let stream = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(TokioIo::new(stream))
-                    }
-                })),
-            )
+            .block_on(endpoint().connect_with_connector(unix_connector(socket)))
             .map_err(|source| HarnessError::Connect {
                 socket: socket.to_path_buf(),
                 source,
             })?;
         Ok(Self {
             rt,
-            channel,
+            channel: Mutex::new(channel),
+            restarts: None,
             socket: socket.to_path_buf(),
             log_root: log_root.to_path_buf(),
             cgroup_parent: None,
         })
+    }
+
+    /// Follows `restarts`: whenever it has changed since the last call, the next call
+    /// reconnects first.
+    pub(crate) fn with_restart_counter(mut self, restarts: Arc<AtomicU64>) -> Self {
+        let seen = AtomicU64::new(restarts.load(Ordering::SeqCst));
+        self.restarts = Some((restarts, seen));
+        self
+    }
+
+    /// Replaces the connection by a new one, made on the next call.
+    pub fn reconnect(&self) {
+        let _runtime = self.rt.enter();
+        let channel = endpoint().connect_with_connector_lazy(unix_connector(&self.socket));
+        *self.channel.lock().unwrap_or_else(PoisonError::into_inner) = channel;
+    }
+
+    fn channel(&self) -> Channel {
+        if let Some((counter, seen)) = &self.restarts {
+            let now = counter.load(Ordering::SeqCst);
+            if seen.swap(now, Ordering::SeqCst) != now {
+                self.reconnect();
+            }
+        }
+        self.channel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets the cgroup parent of pods whose [`PodSpec::cgroup_parent`] is `None`.
@@ -108,12 +135,12 @@ impl Cri {
 
     /// The generated runtime-service client on this connection (use with [`Cri::block_on`]).
     pub fn runtime_client(&self) -> RuntimeServiceClient<Channel> {
-        RuntimeServiceClient::new(self.channel.clone())
+        RuntimeServiceClient::new(self.channel())
     }
 
     /// The generated image-service client on this connection (use with [`Cri::block_on`]).
     pub fn image_client(&self) -> ImageServiceClient<Channel> {
-        ImageServiceClient::new(self.channel.clone())
+        ImageServiceClient::new(self.channel())
     }
 
     /// Runs `f` to completion on the client's runtime.
@@ -538,6 +565,31 @@ impl Cri {
         }
         errors
     }
+}
+
+/// The URI is required by tonic but ignored: the connector always dials the socket.
+fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://cri.invalid").connect_timeout(CALL_TIMEOUT)
+}
+
+type Connecting = std::pin::Pin<
+    Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::UnixStream>>> + Send>,
+>;
+
+fn unix_connector(
+    socket: &Path,
+) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = Connecting,
+> + Send
++ 'static {
+    let path = socket.to_path_buf();
+    tower::service_fn(move |_: Uri| -> Connecting {
+        let path = path.clone();
+        Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
+    })
 }
 
 fn image_spec(image: &str) -> api::ImageSpec {
