@@ -27,7 +27,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything is Linux-only: containerd's CRI plugin with runc, overlayfs and cgroups.
+//! Everything is Linux-only: containerd's CRI plugin with runc, overlayfs and cgroups. On other
+//! systems the crate is empty.
+#![cfg(target_os = "linux")]
 
 pub mod containerd;
 pub mod cri;
