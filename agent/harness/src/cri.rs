@@ -38,6 +38,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::HarnessError;
 use crate::image::BUSYBOX_IMAGE;
+use crate::log::{Stream, read_cri_log};
 
 /// Deadline of a CRI call (StopContainer adds its own grace period).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -539,6 +540,46 @@ impl Cri {
             if start.elapsed() >= deadline {
                 return Err(HarnessError::Timeout {
                     what: format!("container {id} to exit (still {:?})", info.state),
+                    after: deadline,
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls the container's CRI log until it holds the whole line `line` on `stream`, and
+    /// returns every line read. Useful to know that a container got past its setup (say, a
+    /// `trap`) before the test goes on.
+    pub fn wait_log_line(
+        &self,
+        id: &str,
+        stream: Stream,
+        line: &str,
+        deadline: Duration,
+    ) -> Result<Vec<(Stream, String)>, HarnessError> {
+        let start = Instant::now();
+        let path = self.container_status(id)?.log_path;
+        loop {
+            let lines = match read_cri_log(&path) {
+                Ok(lines) => lines,
+                Err(HarnessError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+            if lines.iter().any(|(s, l)| *s == stream && l == line) {
+                return Ok(lines);
+            }
+            if start.elapsed() >= deadline {
+                let state = self.container_status(id)?.state;
+                return Err(HarnessError::Timeout {
+                    what: format!(
+                        "{} line {line:?} in {} (container {state:?}; lines so far: {lines:?})",
+                        stream.as_str(),
+                        path.display()
+                    ),
                     after: deadline,
                 });
             }

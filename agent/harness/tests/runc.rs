@@ -31,7 +31,8 @@ fn start(options: ContainerdOptions) -> Containerd {
 }
 
 /// A container that runs until TERM, then exits 0 (its shell is pid 1 of its pid namespace,
-/// which ignores TERM without a handler).
+/// which ignores TERM without a handler). It prints `ready` once the trap is set: a TERM that
+/// came before would be ignored, and StopContainer would end in SIGKILL after its timeout.
 fn long_running(name: &str) -> ContainerSpec {
     ContainerSpec::shell(
         name,
@@ -46,17 +47,10 @@ fn bundle(c: &Containerd, id: &str) -> PathBuf {
         .join(id)
 }
 
-fn wait_running(cri: &Cri, id: &str) {
-    let start = std::time::Instant::now();
-    loop {
-        let info = cri.container_status(id).expect("status");
-        match info.state {
-            ContainerState::Running => return,
-            ContainerState::Created if start.elapsed() < DEADLINE => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => panic!("container {id} is {other:?}, not running: {info:?}"),
-        }
+/// Waits until a [`long_running`] container has set its trap.
+fn wait_ready(cri: &Cri, id: &str) {
+    if let Err(e) = cri.wait_log_line(id, Stream::Stdout, "ready", DEADLINE) {
+        panic!("{e}");
     }
 }
 
@@ -142,12 +136,14 @@ fn runc_pod_reports_exit_code_times_and_tagged_log() {
     assert_eq!(info.state, ContainerState::Exited);
     assert_eq!(info.exit_code, 3, "{info:?}");
     assert_eq!(info.reason, "Error");
-    let (started, finished) = (
-        info.started_at.expect("started_at"),
-        info.finished_at.expect("finished_at"),
-    );
-    assert!(finished >= started, "{info:?}");
-    assert!(info.created_at.expect("created_at") <= started);
+    let created = info.created_at.expect("created_at");
+    let started = info.started_at.expect("started_at");
+    let finished = info.finished_at.expect("finished_at");
+    assert!(created <= started, "{info:?}");
+    // Not `finished >= started`: containerd stamps `started_at` itself once the task's Start
+    // call has returned, while `finished_at` is the shim's exit time, so a container that exits
+    // at once can finish "before" it started.
+    assert!(finished >= created, "{info:?}");
 
     // containerd logs to <pod log directory>/<name>/<attempt>.log, one tagged record a line.
     assert_eq!(info.log_path, pod.log_directory().join("main/0.log"));
@@ -183,7 +179,7 @@ fn stop_leaves_nothing_behind() {
     let id = cri
         .run_container(&pod, &long_running("main"))
         .expect("start");
-    wait_running(&cri, &id);
+    wait_ready(&cri, &id);
     let socket = checked_shim_socket(&c, &pod);
     assert!(
         !processes_of(&dir).is_empty(),
@@ -216,7 +212,7 @@ fn stop_cleans_up_running_pods() {
     let id = cri
         .run_container(&pod, &long_running("main"))
         .expect("start");
-    wait_running(&cri, &id);
+    wait_ready(&cri, &id);
     let socket = checked_shim_socket(&c, &pod);
 
     // The test "forgets" its pod: the harness stops it through CRI.
@@ -236,7 +232,7 @@ fn stop_after_a_containerd_crash_leaves_nothing_behind() {
     let id = cri
         .run_container(&pod, &long_running("main"))
         .expect("start");
-    wait_running(&cri, &id);
+    wait_ready(&cri, &id);
     let socket = checked_shim_socket(&c, &pod);
     let shim = shim_pid(&c, &pod.id).expect("shim process");
 
@@ -265,7 +261,7 @@ fn running_pod_survives_a_containerd_restart() {
     let id = cri
         .run_container(&pod, &long_running("main"))
         .expect("start");
-    wait_running(&cri, &id);
+    wait_ready(&cri, &id);
     let shim = shim_pid(&c, &pod.id).expect("shim process");
     let before = c.pid();
 
@@ -345,7 +341,7 @@ fn extra_handler_passes_listed_pod_annotations() {
             &long_running("main").annotation("hostgate.io/container", "yes"),
         )
         .expect("start");
-    wait_running(&cri, &id);
+    wait_ready(&cri, &id);
 
     let annotations = |id: &str| -> serde_json::Value {
         let spec = fs::read(bundle(&c, id).join("config.json")).expect("config.json");
