@@ -105,7 +105,6 @@ pub const CGROUP_ROOT: &str = "hostgate-harness";
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
 const KILL_WAIT: Duration = Duration::from_secs(15);
-const CLEANUP_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An extra CRI runtime handler: one `[…containerd.runtimes.<name>]` table.
 ///
@@ -430,7 +429,7 @@ impl Containerd {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
         if running {
             let graceful = Cri::connect(&self.socket(), &self.pod_log_root())
-                .map(|cri| remove_all_pods_bounded(&cri))
+                .map(|cri| cri.remove_all_pods())
                 .unwrap_or_else(|e| vec![e]);
             for e in graceful {
                 eprintln!(
@@ -918,19 +917,6 @@ impl Drop for Containerd {
             eprintln!("hostgate-node-harness: {e}");
         }
     }
-}
-
-/// Stops and removes every pod through CRI with a bounded overall wait.
-fn remove_all_pods_bounded(cri: &Cri) -> Vec<HarnessError> {
-    let start = Instant::now();
-    let mut errors = cri.remove_all_pods();
-    if start.elapsed() > CLEANUP_CALL_TIMEOUT {
-        errors.push(HarnessError::Timeout {
-            what: "CRI to stop and remove the pods".to_owned(),
-            after: CLEANUP_CALL_TIMEOUT,
-        });
-    }
-    errors
 }
 
 /// The pod sandbox id a bundle's OCI spec names (`io.kubernetes.cri.sandbox-id`).
