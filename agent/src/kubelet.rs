@@ -16,7 +16,8 @@ use std::num::NonZeroU32;
 use hostgate_core::quantity::Quantity as Exact;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::job::limits::{OciWindowsResources, kubelet_cpu_maximum};
+use crate::job::JobLimits;
+use crate::job::limits::{CpuRate, OciWindowsResources, job_memory_limit, kubelet_cpu_maximum};
 
 /// Expands `$(NAME)` references in `input` with `lookup`, exactly like the kubelet:
 ///
@@ -163,6 +164,67 @@ pub fn oci_resources(
             .map_or(0, |r| u64::from(r.get())),
         cpu_shares: 0,
         memory_limit_bytes: memory,
+    })
+}
+
+/// The CFS period the Linux kubelet uses for CPU limits (100 ms), in microseconds.
+pub const CFS_PERIOD_US: u64 = 100_000;
+/// The smallest quota the Linux kubelet writes (1 ms).
+pub const MIN_CFS_QUOTA_US: i64 = 1_000;
+
+/// The CPU and memory fields of an OCI runtime spec's `linux.resources` (0 = unset), as a
+/// Linux kubelet fills them from a container's limits through CRI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinuxResources {
+    /// `cpu.quota` in microseconds per period (0 or negative = unlimited).
+    pub cpu_quota: i64,
+    /// `cpu.period` in microseconds.
+    pub cpu_period: u64,
+    /// `memory.limit` in bytes (0 or negative = unlimited).
+    pub memory_limit_bytes: i64,
+}
+
+impl LinuxResources {
+    /// The job limits: the memory limit as hcsshim rounds it, and the quota as a CPU rate
+    /// over all host CPUs (`quota / period` CPUs = `10000 * quota / (period * cpus)`), at
+    /// least 1.
+    pub fn job_limits(&self, host_logical_processors: NonZeroU32) -> JobLimits {
+        let memory = u64::try_from(self.memory_limit_bytes).unwrap_or(0);
+        let cpu_rate = match (u64::try_from(self.cpu_quota), self.cpu_period) {
+            (Ok(quota), period) if quota > 0 && period > 0 => {
+                let rate = 10_000 * u128::from(quota)
+                    / (u128::from(period) * u128::from(host_logical_processors.get()));
+                let rate = u64::try_from(rate.clamp(1, 10_000)).unwrap_or(10_000);
+                CpuRate::new(rate).ok()
+            }
+            _ => None,
+        };
+        JobLimits {
+            memory_bytes: job_memory_limit(memory),
+            cpu_rate,
+            cpu_weight: None,
+            max_processes: None,
+        }
+    }
+}
+
+/// The `linux.resources` a Linux kubelet derives from `resources.limits`: the CFS quota
+/// `milli * period / 1000` (at least 1 ms) over a 100 ms period, and the memory limit in bytes.
+pub fn linux_resources(limits: &BTreeMap<String, Quantity>) -> Result<LinuxResources, LimitError> {
+    let milli = parse_limit(limits, "cpu", true)?;
+    let memory = parse_limit(limits, "memory", false)?;
+    let cpu_quota = if milli == 0 {
+        0
+    } else {
+        let quota = u128::from(milli) * u128::from(CFS_PERIOD_US) / 1_000;
+        i64::try_from(quota)
+            .unwrap_or(i64::MAX)
+            .max(MIN_CFS_QUOTA_US)
+    };
+    Ok(LinuxResources {
+        cpu_quota,
+        cpu_period: if milli == 0 { 0 } else { CFS_PERIOD_US },
+        memory_limit_bytes: i64::try_from(memory).unwrap_or(i64::MAX),
     })
 }
 

@@ -20,6 +20,8 @@ pub mod job;
 pub mod kubelet;
 #[cfg(any(target_os = "linux", windows))]
 pub mod pod;
+#[cfg(any(target_os = "linux", windows))]
+pub mod shim;
 pub mod stop;
 pub mod sync;
 pub mod verify;

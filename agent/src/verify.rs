@@ -33,8 +33,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::job::JobLimits;
 use crate::job::limits::OciWindowsResources;
 use crate::kubelet;
+use crate::kubelet::LinuxResources;
 
 /// The classes of refusal, each with its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -313,7 +315,30 @@ pub struct RuntimeMount {
     pub read_only: bool,
 }
 
-/// One container as a runtime sees it: the OCI spec's process, mounts and Windows resources.
+/// The resources a runtime is asked to apply, as the OCI spec carries them: `windows.resources`
+/// from a Windows kubelet, `linux.resources` from a Linux one (where hostgate is developed and
+/// a `hostgate` runtime handler may also run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeResources {
+    /// `windows.resources` (HP-KLT-03, HP-CTD-04).
+    Windows(OciWindowsResources),
+    /// `linux.resources`.
+    Linux(LinuxResources),
+}
+
+impl RuntimeResources {
+    /// The job limits these resources give (hcsshim's rules for Windows, CFS quota for Linux).
+    pub fn job_limits(&self, host_logical_processors: NonZeroU32) -> Result<JobLimits, String> {
+        match self {
+            RuntimeResources::Windows(w) => {
+                JobLimits::from_oci_windows(w, host_logical_processors).map_err(|e| e.to_string())
+            }
+            RuntimeResources::Linux(l) => Ok(l.job_limits(host_logical_processors)),
+        }
+    }
+}
+
+/// One container as a runtime sees it: the OCI spec's process, mounts and resources.
 #[derive(Debug, Clone, Copy)]
 pub struct RuntimeContainer<'a> {
     /// The container name (CRI metadata).
@@ -326,8 +351,8 @@ pub struct RuntimeContainer<'a> {
     pub user: Option<&'a str>,
     /// `mounts`.
     pub mounts: &'a [RuntimeMount],
-    /// `windows.resources`.
-    pub resources: OciWindowsResources,
+    /// `windows.resources` or `linux.resources`.
+    pub resources: RuntimeResources,
 }
 
 /// What [`check_container`] tolerates besides the approval.
@@ -340,6 +365,10 @@ pub struct RuntimeCheck {
     /// Environment variables the runtime may add besides the approved ones (image `ENV`,
     /// for instance). The kubelet's service-link variables are always tolerated.
     pub extra_env: Vec<String>,
+    /// Whether the runtime view carries the user name to compare with `runAsUserName`. A
+    /// Windows runtime spec does (`process.user.username`); a Linux kubelet drops
+    /// `windowsOptions`, so a Linux runtime spec has only numeric ids.
+    pub compare_user: bool,
 }
 
 impl RuntimeCheck {
@@ -352,6 +381,7 @@ impl RuntimeCheck {
                 "C:\\dev\\termination-log".to_owned(),
             ],
             extra_env: Vec::new(),
+            compare_user: true,
         }
     }
 }
@@ -386,7 +416,8 @@ pub fn is_service_link_var(name: &str) -> bool {
 ///   the runtime's user);
 /// * every mount must be an approved `volumeMount` with the same read-only flag (ConfigMap and
 ///   Secret mounts are always read-only) and, for hostPath volumes, the approved path;
-/// * the Windows resources must be what the kubelet derives from the approved limits.
+/// * the resources must not give the job more than the approved limits do: each approved CPU
+///   or memory limit must be there, at most as large (a runtime may ask for less).
 pub fn check_container<'a>(
     approval: &'a Approval,
     c: &RuntimeContainer<'_>,
@@ -444,6 +475,7 @@ pub fn check_container<'a>(
         });
     if let Some(user) = approved_user
         && !inherits_user
+        && opts.compare_user
         && c.user != Some(user)
     {
         diffs.push(format!(
@@ -455,15 +487,7 @@ pub fn check_container<'a>(
 
     check_mounts(approval, approved, c.mounts, opts, &at, &mut diffs);
 
-    match kubelet::oci_resources(&approved.limits, opts.host_logical_processors) {
-        Ok(want) if want == c.resources => {}
-        Ok(want) => diffs.push(format!(
-            "{}: approved {want:?}, found {:?}",
-            at("resources"),
-            c.resources
-        )),
-        Err(e) => diffs.push(format!("{}: {e}", at("resources"))),
-    }
+    check_resources(approved, &c.resources, opts, &at, &mut diffs);
 
     if diffs.is_empty() {
         Ok(approved)
@@ -539,6 +563,50 @@ fn check_env(
         if !tolerated {
             diffs.push(format!("{}: not approved", at(&format!("env {name}"))));
         }
+    }
+}
+
+/// The approved limits bound the runtime's: whatever the approval limits must be limited at
+/// most as much (kubelet conversions on both sides, so rounding is the kubelet's).
+fn check_resources(
+    approved: &ApprovedContainer,
+    runtime: &RuntimeResources,
+    opts: &RuntimeCheck,
+    at: &impl Fn(&str) -> String,
+    diffs: &mut Vec<String>,
+) {
+    let cpus = opts.host_logical_processors;
+    let want = match kubelet::oci_resources(&approved.limits, cpus)
+        .map_err(|e| e.to_string())
+        .and_then(|w| JobLimits::from_oci_windows(&w, cpus).map_err(|e| e.to_string()))
+    {
+        Ok(want) => want,
+        Err(e) => return diffs.push(format!("{}: {e}", at("resources"))),
+    };
+    let got = match runtime.job_limits(cpus) {
+        Ok(got) => got,
+        Err(e) => return diffs.push(format!("{}: {e}", at("resources"))),
+    };
+    if let Some(max) = want.memory_bytes
+        && got.memory_bytes.is_none_or(|m| m > max)
+    {
+        diffs.push(format!(
+            "{}: approved at most {max} bytes, found {}",
+            at("resources memory limit"),
+            got.memory_bytes
+                .map_or_else(|| "no limit".to_owned(), |m| format!("{m} bytes"))
+        ));
+    }
+    if let Some(max) = want.cpu_rate
+        && got.cpu_rate.is_none_or(|r| r > max)
+    {
+        diffs.push(format!(
+            "{}: approved at most rate {}, found {}",
+            at("resources cpu limit"),
+            max.get(),
+            got.cpu_rate
+                .map_or_else(|| "no limit".to_owned(), |r| format!("rate {}", r.get()))
+        ));
     }
 }
 
@@ -863,11 +931,11 @@ spec:
             env: &env,
             user: Some("NT AUTHORITY\\SYSTEM"),
             mounts: &mounts,
-            resources: OciWindowsResources {
+            resources: RuntimeResources::Windows(OciWindowsResources {
                 cpu_maximum: 2500,
                 memory_limit_bytes: 128 << 20,
                 ..OciWindowsResources::default()
-            },
+            }),
         };
         let approved = check_container(&approval, &good, &opts).expect("matches");
         assert_eq!(approved.name, "proxy");
@@ -939,7 +1007,7 @@ spec:
         });
         assert!(d.contains("approved but missing"), "{d}");
         let d = diff(RuntimeContainer {
-            resources: OciWindowsResources::default(),
+            resources: RuntimeResources::Windows(OciWindowsResources::default()),
             ..good
         });
         assert!(d.contains("resources"), "{d}");

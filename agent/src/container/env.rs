@@ -121,6 +121,52 @@ pub fn expand_args(args: &[String], sandbox: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The program to start for `argv0`, looked up in the sandbox first, as a HostProcess
+/// container's image files are reached there (`CONTAINER_SANDBOX_MOUNT_POINT`):
+///
+/// * a path with a directory (`/bin/sh`, `C:\tools\x.exe`): the same path below the sandbox
+///   (drive letter removed) if a file is there, else the host path as written;
+/// * a bare name (`sh`): the first `<sandbox>/<dir>/<name>` that is a file, for each `<dir>`
+///   of the process's `PATH` (as the image sets it), then `<sandbox>/<name>`; else the name as
+///   written, for the process's own `PATH` search on the host.
+///
+/// With an empty sandbox (the static runner's, which has no image) nothing is found there and
+/// the program is what the pod's `command` says.
+pub fn resolve_program(argv0: &str, sandbox: &Path, env: &[(String, String)]) -> PathBuf {
+    let is_file = |p: &Path| p.is_file();
+    if argv0.contains(['/', '\\']) {
+        if let Ok(relative) = layout::sandbox_relative(argv0, false) {
+            let inside = sandbox.join(relative);
+            let absolute =
+                argv0.starts_with(['/', '\\']) || layout::strip_drive_letter(argv0) != argv0;
+            if absolute && is_file(&inside) {
+                return inside;
+            }
+        }
+        return PathBuf::from(argv0);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| same_name(k, "PATH"))
+        .map_or("", |(_, v)| v.as_str());
+    let separator = if cfg!(windows) { ';' } else { ':' };
+    for dir in path.split(separator).filter(|d| !d.is_empty()) {
+        let Ok(relative) = layout::sandbox_relative(dir, true) else {
+            continue;
+        };
+        let candidate = sandbox.join(relative).join(argv0);
+        if is_file(&candidate) {
+            return candidate;
+        }
+    }
+    let at_root = sandbox.join(argv0);
+    if is_file(&at_root) {
+        return at_root;
+    }
+    PathBuf::from(argv0)
+}
+
 /// The working directory (HP-JOB-07, hcsshim without file binding): none → the sandbox; with a
 /// sandbox spelling → expanded as is; any other path → joined under the sandbox with its drive
 /// letter removed (`C:\work` → `<sandbox>\work`, `/work` → `<sandbox>/work`). The caller
@@ -275,5 +321,37 @@ mod tests {
         for bad in ["C:\\..\\Windows", "/../etc", "a/../../b"] {
             assert!(working_dir(Some(bad), sb).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn programs_are_found_in_the_sandbox_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sb = dir.path();
+        std::fs::create_dir_all(sb.join("bin")).expect("mkdir");
+        std::fs::create_dir_all(sb.join("usr/local/bin")).expect("mkdir");
+        std::fs::write(sb.join("bin/tool"), "").expect("write");
+        std::fs::write(sb.join("usr/local/bin/other"), "").expect("write");
+        std::fs::write(sb.join("top.exe"), "").expect("write");
+        let env = vec![("PATH".to_owned(), "/usr/local/bin:/bin".to_owned())];
+        // (argv0, expected)
+        let cases: [(&str, PathBuf); 8] = [
+            ("tool", sb.join("bin/tool")),
+            ("other", sb.join("usr/local/bin/other")),
+            ("top.exe", sb.join("top.exe")),
+            ("missing", PathBuf::from("missing")),
+            ("/bin/tool", sb.join("bin/tool")),
+            ("C:\\bin\\tool", sb.join("bin/tool")),
+            ("/usr/bin/env", PathBuf::from("/usr/bin/env")),
+            ("bin/tool", PathBuf::from("bin/tool")),
+        ];
+        for (argv0, want) in cases {
+            assert_eq!(resolve_program(argv0, sb, &env), want, "{argv0}");
+        }
+        // No PATH: only the sandbox root, then the name as written.
+        assert_eq!(resolve_program("tool", sb, &[]), PathBuf::from("tool"));
+        assert_eq!(
+            resolve_program("/../etc/x", sb, &env),
+            PathBuf::from("/../etc/x")
+        );
     }
 }

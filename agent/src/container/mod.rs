@@ -64,6 +64,10 @@ pub struct ContainerSpec {
     /// The account to run as (`runAsUserName`). Recorded for logs; on Linux every process runs
     /// as the agent's own user.
     pub user: Option<String>,
+    /// The container's root file system, already mounted by the runtime (a containerd shim):
+    /// it becomes the sandbox (`CONTAINER_SANDBOX_MOUNT_POINT`) instead of a new directory
+    /// `<sandbox_root>/<id>`, and is left in place when the container ends.
+    pub rootfs: Option<PathBuf>,
 }
 
 impl ContainerSpec {
@@ -152,12 +156,26 @@ pub fn default_base_env() -> Vec<(String, String)> {
 }
 
 /// Where a container's output goes.
-#[derive(Debug, Clone, Default)]
+/// Files to use as the init process's standard streams as they are (a runtime's FIFOs),
+/// instead of piping its output into a log file and sink.
+#[derive(Debug, Default)]
+pub struct DirectStdio {
+    /// Standard input (`None`: `/dev/null`).
+    pub stdin: Option<File>,
+    /// Standard output (`None`: `/dev/null`).
+    pub stdout: Option<File>,
+    /// Standard error (`None`: `/dev/null`).
+    pub stderr: Option<File>,
+}
+
+#[derive(Debug, Default)]
 pub struct LogOptions {
     /// The CRI log file (created with its parent directories; replaced if it exists).
     pub file: Option<PathBuf>,
     /// Where records are shown besides (the console).
     pub sink: Option<Arc<dyn LogSink>>,
+    /// Give the process these streams directly; `file` and `sink` are then unused.
+    pub stdio: Option<DirectStdio>,
 }
 
 /// Errors of [`Container::start`] and [`Container::wait`].
@@ -344,6 +362,19 @@ impl<J> Clone for Stopper<J> {
     }
 }
 
+impl<J: Job> Stopper<J> {
+    /// Runs `f` on the job while the container has one (until it has ended and been cleaned
+    /// up): signals, pids and statistics for a runtime's task service.
+    pub fn with_job<R>(&self, f: impl FnOnce(&J) -> R) -> Option<R> {
+        self.shared.with_job(f)
+    }
+
+    /// Kills every process of the job now (the init process's exit then ends the container).
+    pub fn terminate(&self) {
+        terminate(&self.shared);
+    }
+}
+
 impl<J: Job + 'static> Stop for Stopper<J> {
     fn stop(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
@@ -460,14 +491,20 @@ impl<J: Job + 'static> Container<J> {
             container: name.clone(),
             reason: e.to_string(),
         })?;
-        let dir = options.sandbox_root.join(&spec.id);
+        let dir = match &spec.rootfs {
+            Some(rootfs) => rootfs.clone(),
+            None => options.sandbox_root.join(&spec.id),
+        };
         let plans = layout::plan(&spec.mounts, &dir, options.host_links).map_err(layout_err)?;
-        let sandbox = sandbox::Sandbox::create(
-            &options.sandbox_root,
-            &spec.id,
-            &plans,
-            options.bind_read_only,
-        )
+        let sandbox = match &spec.rootfs {
+            Some(rootfs) => sandbox::Sandbox::adopt(rootfs, &plans, options.bind_read_only),
+            None => sandbox::Sandbox::create(
+                &options.sandbox_root,
+                &spec.id,
+                &plans,
+                options.bind_read_only,
+            ),
+        }
         .map_err(|source| ContainerError::Sandbox {
             container: name.clone(),
             source,
@@ -477,9 +514,9 @@ impl<J: Job + 'static> Container<J> {
         let working_dir =
             env::working_dir(spec.working_dir.as_deref(), sandbox.path()).map_err(layout_err)?;
         create_private_dir_all(&working_dir).map_err(io_err(&working_dir))?;
-        let log_file = match &logs.file {
-            Some(path) => Some(Mutex::new(open_log(path).map_err(io_err(path))?)),
-            None => None,
+        let log_file = match (&logs.file, &logs.stdio) {
+            (Some(path), None) => Some(Mutex::new(open_log(path).map_err(io_err(path))?)),
+            _ => None,
         };
         if let Some(user) = &spec.user
             && !cfg!(windows)
@@ -494,11 +531,23 @@ impl<J: Job + 'static> Container<J> {
                     container: name.clone(),
                     source,
                 })?;
-        let mut process_spec = ProcessSpec::new(&args[0])
+        let program = env::resolve_program(&args[0], sandbox.path(), &environment);
+        let mut process_spec = ProcessSpec::new(&program)
             .args(args[1..].iter().map(OsString::from))
-            .working_dir(&working_dir)
-            .stdout(StdioSpec::Pipe)
-            .stderr(StdioSpec::Pipe);
+            .working_dir(&working_dir);
+        let direct = logs.stdio.is_some();
+        match logs.stdio {
+            Some(stdio) => {
+                let file = |f: Option<File>| f.map_or(StdioSpec::Null, StdioSpec::File);
+                process_spec.stdin = file(stdio.stdin);
+                process_spec.stdout = file(stdio.stdout);
+                process_spec.stderr = file(stdio.stderr);
+            }
+            None => {
+                process_spec.stdout = StdioSpec::Pipe;
+                process_spec.stderr = StdioSpec::Pipe;
+            }
+        }
         process_spec.env = environment
             .into_iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
@@ -529,10 +578,14 @@ impl<J: Job + 'static> Container<J> {
         });
         let log_file = log_file.map(Arc::new);
         let mut pumps = Vec::with_capacity(2);
-        let streams = [
-            (init.take_stdout(), Stream::Stdout),
-            (init.take_stderr(), Stream::Stderr),
-        ];
+        let streams = if direct {
+            [(None, Stream::Stdout), (None, Stream::Stderr)]
+        } else {
+            [
+                (init.take_stdout(), Stream::Stdout),
+                (init.take_stderr(), Stream::Stderr),
+            ]
+        };
         for (reader, stream) in streams {
             let Some(reader) = reader else { continue };
             let file = log_file.clone();

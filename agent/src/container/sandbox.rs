@@ -68,6 +68,11 @@ pub struct Sandbox {
     binds: Vec<PathBuf>,
     links: Vec<(PathBuf, PathBuf)>,
     exposures: Vec<(String, Exposure, bool)>,
+    /// A directory this sandbox did not create (a container's mounted root file system): only
+    /// what was laid out in it is removed, never the directory or its mount.
+    adopted: bool,
+    /// The entries laid out in an adopted directory (symlinks and bind targets).
+    created: Vec<PathBuf>,
     removed: bool,
 }
 
@@ -91,13 +96,47 @@ impl Sandbox {
             }
             Err(e) => return Err(io_err("create directory", &dir)(e)),
         }
-        let mut sandbox = Sandbox {
+        let sandbox = Sandbox {
             dir,
             binds: Vec::new(),
             links: Vec::new(),
             exposures: Vec::new(),
+            adopted: false,
+            created: Vec::new(),
             removed: false,
         };
+        sandbox.lay_out(plans, bind_read_only)
+    }
+
+    /// Uses an existing directory as the sandbox (a container's root file system, mounted by
+    /// the runtime: hcsshim's volume at `C:\hpc\<id>\`) and lays the mounts out in it.
+    /// Removing the sandbox removes only what was laid out; the directory and anything
+    /// mounted on it stay for the runtime to release. A mount destination that exists in the
+    /// directory already is an error (nothing is shadowed).
+    pub fn adopt(
+        dir: &Path,
+        plans: &[MountPlan],
+        bind_read_only: bool,
+    ) -> Result<Self, SandboxError> {
+        if !dir.is_dir() {
+            return Err(io_err("use directory", dir)(io::Error::from(
+                io::ErrorKind::NotFound,
+            )));
+        }
+        let sandbox = Sandbox {
+            dir: dir.to_owned(),
+            binds: Vec::new(),
+            links: Vec::new(),
+            exposures: Vec::new(),
+            adopted: true,
+            created: Vec::new(),
+            removed: false,
+        };
+        sandbox.lay_out(plans, bind_read_only)
+    }
+
+    fn lay_out(self, plans: &[MountPlan], bind_read_only: bool) -> Result<Self, SandboxError> {
+        let mut sandbox = self;
         for plan in plans {
             if let Err(err) = sandbox.expose(plan, bind_read_only) {
                 if let Err(cleanup) = sandbox.remove() {
@@ -150,6 +189,9 @@ impl Sandbox {
         if exposure == Exposure::Symlink {
             symlink(&plan.mount.source, target).map_err(io_err("link", target))?;
         }
+        if self.adopted {
+            self.created.push(target.clone());
+        }
         let mut linked = false;
         if let Some(link) = &plan.host_link {
             match create_host_link(link, target) {
@@ -194,6 +236,8 @@ impl Sandbox {
             binds: Vec::new(),
             links,
             exposures: Vec::new(),
+            adopted: false,
+            created: Vec::new(),
             removed: false,
         };
         leftover.remove()
@@ -219,6 +263,22 @@ impl Sandbox {
             if let Err(e) = sys::unmount(&bind) {
                 first.get_or_insert(io_err("unmount", &bind)(e));
             }
+        }
+        if self.adopted {
+            for entry in self.created.drain(..).rev() {
+                let removed = match fs::symlink_metadata(&entry) {
+                    Ok(m) if m.is_dir() => fs::remove_dir(&entry),
+                    Ok(_) => fs::remove_file(&entry),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = removed
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    first.get_or_insert(io_err("remove", &entry)(e));
+                }
+            }
+            self.removed = first.is_none();
+            return first.map_or(Ok(()), Err);
         }
         if let Some(mount) = sys::mounts_below(&self.dir)
             .into_iter()

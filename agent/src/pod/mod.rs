@@ -29,7 +29,8 @@ use crate::job::{JobError, JobLimits, JobManager, PlatformJob, PlatformJobManage
 use crate::kubelet;
 use crate::stop::StopToken;
 use crate::verify::{
-    LoadError, Refusal, RuntimeCheck, RuntimeContainer, Verified, Verifier, check_container,
+    LoadError, Refusal, RuntimeCheck, RuntimeContainer, RuntimeResources, Verified, Verifier,
+    check_container,
 };
 
 pub mod manifest;
@@ -420,7 +421,7 @@ impl PodRunner {
                 env: &env,
                 user,
                 mounts: &runtime_mounts,
-                resources,
+                resources: RuntimeResources::Windows(resources),
             },
             check,
         )?;
@@ -433,6 +434,7 @@ impl PodRunner {
             mounts,
             limits,
             user: user.map(str::to_owned),
+            rootfs: None,
         };
         let probe = ContainerSpec {
             id: "probe".to_owned(),
@@ -472,6 +474,7 @@ impl PodRunner {
             LogOptions {
                 file: Some(self.log_path(pod, &c.name, restart)),
                 sink: self.options.sink.clone(),
+                stdio: None,
             },
         )
     }
