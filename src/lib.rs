@@ -7,17 +7,15 @@
 //! * [`server`]: `hostgate serve`, the HTTPS webhook (TLS, routes, metrics, policy reload);
 //!   [`admission`] is its request → decision → response step;
 //! * [`check`]: `hostgate check` and `hostgate test` over manifest files;
-//! * [`mutate`]: `hostgate mutate`, the offline twin of `/mutate`;
 //! * [`telemetry`]: logging setup.
 
 #![forbid(unsafe_code)]
 
 pub use hostgate_core::{
-    approval, decision, defaults, engine, manifest, object, pod, policy, quantity, rules,
+    approval, decision, defaults, engine, manifest, mutate, object, pod, policy, quantity, rules,
 };
 
 pub mod admission;
 pub mod check;
-pub mod mutate;
 pub mod server;
 pub mod telemetry;

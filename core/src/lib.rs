@@ -13,7 +13,8 @@
 //! * [`rules`] holds every check, one module per family: the apiserver's own validation
 //!   (`HP-API-…`), Pod Security Admission (`HP-PSA-01`) and the policy constraints (`HG-…`);
 //!   `docs/rules.md` in the repository explains each id;
-//! * [`engine`] decides; [`defaults`] fills in what `/mutate` fills in;
+//! * [`engine`] decides; [`defaults`] fills in what `/mutate` fills in; [`mutate`] is
+//!   `hostgate mutate`, defaulting and signing whole documents offline;
 //! * [`approval`] is the contract between the two halves: the signed payload the webhook writes
 //!   and the node verifies.
 //!
@@ -27,6 +28,7 @@ pub mod decision;
 pub mod defaults;
 pub mod engine;
 pub mod manifest;
+pub mod mutate;
 pub mod object;
 pub mod pod;
 pub mod policy;

@@ -51,6 +51,23 @@ pub use limits::{CpuRate, CpuWeight, JobLimits, LimitsError};
 #[cfg(any(target_os = "linux", windows))]
 pub use sys::{PlatformJob, PlatformJobManager, PlatformProcess};
 
+/// The host's logical processors, as the platform's job manager counts them (the kubelet's
+/// divisor for CPU limits), without creating a manager.
+pub fn host_logical_processors() -> NonZeroU32 {
+    #[cfg(target_os = "linux")]
+    {
+        sys::online_cpus()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        std::thread::available_parallelism()
+            .ok()
+            .and_then(|n| u32::try_from(n.get()).ok())
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN)
+    }
+}
+
 /// How long [`Job::stop`] waits for the job to empty after terminating it.
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 

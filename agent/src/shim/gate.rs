@@ -48,6 +48,9 @@ pub const RUNTIME_ENV: [&str; 2] = ["PATH", "HOSTNAME"];
 /// Why a container is not run. Each variant is a distinct reason.
 #[derive(Debug, thiserror::Error)]
 pub enum GateRefusal {
+    /// The bundle's runtime spec cannot be read.
+    #[error("cannot read the runtime spec")]
+    Spec(#[source] super::request::RequestError),
     /// The spec does not say it is a CRI container.
     #[error(
         "not created through CRI (no {} annotation): the hostgate runtime only runs approved pod containers",

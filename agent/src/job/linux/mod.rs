@@ -79,6 +79,7 @@ mod setup;
 mod v1;
 mod v2;
 
+pub(crate) use setup::online_cpus;
 pub use setup::{
     CgroupConfig, CgroupSetup, DEFAULT_CGROUP_ROOT, DEFAULT_PARENT, V2_CONTROLLERS, detect_setup,
 };
