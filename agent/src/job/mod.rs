@@ -30,19 +30,19 @@ use std::time::Duration;
 
 mod error;
 pub mod limits;
-pub mod win32;
+pub mod win32_params;
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
-#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(windows, path = "windows_backend.rs")]
 #[cfg(any(target_os = "linux", windows))]
 pub mod sys;
 
 #[cfg(all(test, not(windows)))]
-mod windows_fake;
+mod windows_std_stub;
 /// Elsewhere than on Windows, the unit tests type-check the Windows backend (never run it)
 /// against the real `windows-sys` declarations and a stand-in for `std::os::windows`.
 #[cfg(all(test, not(windows)))]
-#[path = "windows.rs"]
+#[path = "windows_backend.rs"]
 #[allow(dead_code)]
 mod windows_typecheck;
 
