@@ -66,6 +66,7 @@ use std::{io, thread};
 
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
+use rustix::process::Signal;
 
 use self::fs::{child_dirs, create_dir, keyed_value, parse_pids, write_in};
 use super::{
@@ -74,6 +75,7 @@ use super::{
 };
 
 mod fs;
+mod pidfd;
 mod raw;
 mod setup;
 mod v1;
@@ -357,8 +359,8 @@ impl Job for CgroupJob {
 
     fn signal_all(&self, signal: StopSignal) -> Result<usize, JobError> {
         let signo = match signal {
-            StopSignal::Terminate => libc::SIGTERM,
-            StopSignal::Interrupt => libc::SIGINT,
+            StopSignal::Terminate => Signal::TERM,
+            StopSignal::Interrupt => Signal::INT,
             StopSignal::Kill => {
                 let n = self.inner.pids()?.len();
                 self.inner.terminate()?;
@@ -552,16 +554,16 @@ impl JobInner {
 
     /// Sends `signo` to `pid` if it is (still) a member of the job. Returns whether it was
     /// delivered; a process that is gone is not an error.
-    fn signal_member(&self, pid: u32, signo: libc::c_int) -> Result<bool, JobError> {
+    fn signal_member(&self, pid: u32, signo: Signal) -> Result<bool, JobError> {
         let signal_error = |source: io::Error| JobError::Signal { pid, source };
-        match raw::pidfd_open(pid) {
+        match pidfd::open(pid) {
             Ok(pidfd) => {
                 // The pidfd pins the process: if it is a member now, the signal reaches it
                 // and nobody else.
                 if !self.is_member(pid) {
                     return Ok(false);
                 }
-                match raw::pidfd_send_signal(pidfd.as_fd(), signo) {
+                match pidfd::send_signal(&pidfd, signo) {
                     Ok(()) => Ok(true),
                     Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(false),
                     Err(err) => Err(signal_error(err)),
@@ -576,7 +578,7 @@ impl JobInner {
                 let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
                     return Ok(false);
                 };
-                let signal = nix::sys::signal::Signal::try_from(signo)
+                let signal = nix::sys::signal::Signal::try_from(signo.as_raw())
                     .map_err(|errno| signal_error(errno.into()))?;
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw_pid), signal) {
                     Ok(()) => Ok(true),
@@ -606,7 +608,7 @@ impl JobInner {
                 return Ok(());
             }
             for pid in pids {
-                self.signal_member(pid, libc::SIGKILL)?;
+                self.signal_member(pid, Signal::KILL)?;
             }
             if self.wait_empty(Duration::from_millis(10))? {
                 return Ok(());
@@ -846,7 +848,7 @@ impl JobProcess for CgroupProcess {
         if let Some(status) = self.try_wait()? {
             return Ok(Some(status));
         }
-        match raw::pidfd_open(self.pid) {
+        match pidfd::open(self.pid) {
             Ok(pidfd) => loop {
                 let now = Instant::now();
                 if now >= deadline {
