@@ -51,6 +51,9 @@ pub use limits::{CpuRate, CpuWeight, JobLimits, LimitsError};
 #[cfg(any(target_os = "linux", windows))]
 pub use sys::{PlatformJob, PlatformJobManager, PlatformProcess};
 
+#[cfg(all(target_os = "linux", feature = "fake-jobs"))]
+pub mod fake;
+
 /// How long [`Job::stop`] waits for the job to empty after terminating it.
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -260,6 +263,38 @@ pub enum StdioSpec {
     /// `File::from(OwnedHandle)`), e.g. a log file, or one end of a pipe shared by stdout and
     /// stderr.
     File(File),
+}
+
+#[cfg(unix)]
+impl StdioSpec {
+    /// For a child's stdin: what the child gets and, for a pipe, the parent's write end.
+    pub(crate) fn into_input(self) -> std::io::Result<(std::process::Stdio, Option<PipeWriter>)> {
+        use std::process::Stdio;
+        Ok(match self {
+            Self::Null => (Stdio::null(), None),
+            Self::Inherit => (Stdio::inherit(), None),
+            Self::File(file) => (Stdio::from(file), None),
+            Self::Pipe => {
+                let (reader, writer) = std::io::pipe()?;
+                (Stdio::from(reader), Some(writer))
+            }
+        })
+    }
+
+    /// For a child's stdout or stderr: what the child gets and, for a pipe, the parent's read
+    /// end.
+    pub(crate) fn into_output(self) -> std::io::Result<(std::process::Stdio, Option<PipeReader>)> {
+        use std::process::Stdio;
+        Ok(match self {
+            Self::Null => (Stdio::null(), None),
+            Self::Inherit => (Stdio::inherit(), None),
+            Self::File(file) => (Stdio::from(file), None),
+            Self::Pipe => {
+                let (reader, writer) = std::io::pipe()?;
+                (Stdio::from(writer), Some(reader))
+            }
+        })
+    }
 }
 
 impl From<File> for StdioSpec {

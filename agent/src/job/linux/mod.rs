@@ -59,7 +59,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use std::{io, thread};
@@ -70,8 +70,8 @@ use rustix::process::Signal;
 
 use self::fs::{child_dirs, create_dir, keyed_value, parse_pids, write_in};
 use super::{
-    Job, JobError, JobLimits, JobManager, JobName, JobProcess, JobStats, ProcessSpec, StdioSpec,
-    StopSignal, WrappedIoError,
+    Job, JobError, JobLimits, JobManager, JobName, JobProcess, JobStats, ProcessSpec, StopSignal,
+    WrappedIoError,
 };
 
 mod fs;
@@ -449,9 +449,9 @@ impl JobInner {
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }
-        let (stdin, stdin_parent) = input(spec.stdin).map_err(spawn_error)?;
-        let (stdout, stdout_parent) = output(spec.stdout).map_err(spawn_error)?;
-        let (stderr, stderr_parent) = output(spec.stderr).map_err(spawn_error)?;
+        let (stdin, stdin_parent) = spec.stdin.into_input().map_err(spawn_error)?;
+        let (stdout, stdout_parent) = spec.stdout.into_output().map_err(spawn_error)?;
+        let (stderr, stderr_parent) = spec.stderr.into_output().map_err(spawn_error)?;
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let fds: Vec<RawFd> = self.procs_files.iter().map(AsRawFd::as_raw_fd).collect();
         raw::start_inside(&mut cmd, fds);
@@ -742,32 +742,6 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), WrappedIoError> {
             }
         }
     }
-}
-
-/// The child's stdin and, for a pipe, the parent's write end.
-fn input(spec: StdioSpec) -> io::Result<(Stdio, Option<PipeWriter>)> {
-    Ok(match spec {
-        StdioSpec::Null => (Stdio::null(), None),
-        StdioSpec::Inherit => (Stdio::inherit(), None),
-        StdioSpec::File(file) => (Stdio::from(file), None),
-        StdioSpec::Pipe => {
-            let (reader, writer) = io::pipe()?;
-            (Stdio::from(reader), Some(writer))
-        }
-    })
-}
-
-/// The child's stdout/stderr and, for a pipe, the parent's read end.
-fn output(spec: StdioSpec) -> io::Result<(Stdio, Option<PipeReader>)> {
-    Ok(match spec {
-        StdioSpec::Null => (Stdio::null(), None),
-        StdioSpec::Inherit => (Stdio::inherit(), None),
-        StdioSpec::File(file) => (Stdio::from(file), None),
-        StdioSpec::Pipe => {
-            let (reader, writer) = io::pipe()?;
-            (Stdio::from(writer), Some(reader))
-        }
-    })
 }
 
 /// A process started in a [`CgroupJob`]. Dropping it does not kill the process; if it is
