@@ -5,7 +5,7 @@
 //! * **Pure v2** ([`CgroupSetup::Unified`]): the job is `<root>/<parent>/<name>`; limits in
 //!   `memory.max` (+ `memory.swap.max`), `cpu.max`, `cpu.weight`, `pids.max`; the manager
 //!   enables `cpu memory pids` in `cgroup.subtree_control` from the root down to the parent.
-//! * **Hybrid** ([`CgroupSetup::Hybrid`], e.g. this development machine): the job is one
+//! * **Hybrid** ([`CgroupSetup::Hybrid`], systemd's "hybrid" mode): the job is one
 //!   directory in each v1 controller hierarchy (`memory/`, `cpu/`, `cpuacct/`, `pids/`, a
 //!   combined `cpu,cpuacct` counted once) for limits and statistics, plus one in the
 //!   controller-less v2 tree `unified/`, which is the authority on membership (`cgroup.procs`),
@@ -39,9 +39,10 @@
 //! # Cost
 //!
 //! The first migration into a cgroup after a quiet spell waits for an RCU grace period
-//! (`cgroup_threadgroup_rwsem`, shared by all hierarchies): measured at ~7 ms on this
-//! development VM (`CONFIG_RCU_LAZY`), ~0.06 ms when the v2 hierarchy is mounted with the
-//! `favordynmods` option (Linux 6.0+), which hosts that start many jobs should use.
+//! (`cgroup_threadgroup_rwsem`, shared by all hierarchies), which can take milliseconds on a
+//! kernel built with `CONFIG_RCU_LAZY`; mounting the v2 hierarchy with the `favordynmods`
+//! option (Linux 6.0+) avoids most of that wait, so hosts that start many jobs should use it
+//! (`agent/benches/job.rs` measures job start-up).
 //! `clone3(CLONE_INTO_CGROUP)` would avoid it on pure v2 only. Teardown waits for
 //! `populated 0` (see `wait_empty`), not for the kernel's rate-limited notification.
 //!
