@@ -18,7 +18,7 @@ use hostgate_agent::job::{JobLimits, JobManager, StopSignal};
 use hostgate_agent::pod::{NodeInfo, PodManifest, PodOutcome, PodRunner, RunError, RunnerOptions};
 use hostgate_agent::stop::{StopReason, StopToken};
 use hostgate_agent::verify::Verifier;
-use hostgate_test_support::pods::{MARKER, NAMESPACE, Signer, pod, refusals};
+use hostgate_test_support::pods::{MARKER, NAMESPACE, Signer, failing_init, pod, refusals};
 use hostgate_test_support::procs::{self, assert_empty_dir};
 use hostgate_test_support::{unique_name, wait_until};
 use serde_json::{Value, json};
@@ -125,21 +125,25 @@ fn run(runner: &PodRunner<FakeJobManager>, manifest: &PodManifest) -> PodOutcome
     runner.run(pod, &StopToken::new()).expect("runs")
 }
 
-/// Runs the pod in a thread; returns the join handle and the stop token.
-fn spawn_run(
-    runner: PodRunner<FakeJobManager>,
-    manifest: PodManifest,
-) -> (
-    std::thread::JoinHandle<Result<PodOutcome, RunError>>,
-    StopToken,
-) {
-    let stop = StopToken::new();
-    let s = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let pod = runner.prepare(&manifest)?;
-        runner.run(pod, &s)
-    });
-    (handle, stop)
+/// A pod running in a thread of the test.
+struct Running {
+    thread: std::thread::JoinHandle<Result<PodOutcome, RunError>>,
+    stop: StopToken,
+}
+
+impl Running {
+    fn start(runner: PodRunner<FakeJobManager>, manifest: PodManifest) -> Self {
+        let stop = StopToken::new();
+        let token = stop.clone();
+        let thread = std::thread::spawn(move || runner.run(runner.prepare(&manifest)?, &token));
+        Self { thread, stop }
+    }
+
+    /// Stops the pod as the agent's signal handler would and returns how it ended.
+    fn stop(self, reason: StopReason) -> PodOutcome {
+        self.stop.stop(reason);
+        self.thread.join().expect("no panic").expect("runs")
+    }
 }
 
 #[test]
@@ -241,20 +245,14 @@ fn init_containers_run_one_by_one_before_the_containers_with_their_limits() {
 fn a_failing_init_container_stops_the_pod() {
     let bed = Bed::new();
     let name = unique_name("initfail");
-    let failing = pod(
-        &name,
-        "Never",
-        &[("first", "echo failing; exit 3"), ("second", "echo second")],
-        &[("main", "echo main")],
-    );
-    let outcome = run(&bed.runner(|_| {}), &bed.signed(failing));
+    let outcome = run(&bed.runner(|_| {}), &bed.signed(failing_init(&name)));
     assert_eq!(outcome.exit_code(), 1, "{outcome}");
-    let last: Vec<Option<i32>> = outcome
+    let ran: Vec<(&str, Option<i32>)> = outcome
         .containers
         .iter()
-        .map(|c| c.last.as_ref().map(|l| l.exit_code))
+        .map(|c| (c.name.as_str(), c.last.as_ref().map(|l| l.exit_code)))
         .collect();
-    assert_eq!(last, [Some(3), None, None]);
+    assert_eq!(ran, [("first", Some(3)), ("second", None), ("main", None)]);
     let created: Vec<String> = bed.created(&name).into_iter().map(|(c, _)| c).collect();
     assert_eq!(
         created,
@@ -299,10 +297,9 @@ fn restart_policies_decide_how_often_a_container_starts() {
 
     // Always: restarted after success too, until the pod is stopped.
     let always = unique_name("always");
-    let (handle, stop) = spawn_run(bed.runner(|_| {}), counting(&always, "Always", "exit 0"));
+    let running = Running::start(bed.runner(|_| {}), counting(&always, "Always", "exit 0"));
     wait_until("three runs", || bed.created(&always).len() >= 3);
-    stop.stop(StopReason::Interrupt);
-    let outcome = handle.join().expect("no panic").expect("runs");
+    let outcome = running.stop(StopReason::Interrupt);
     assert_eq!(outcome.exit_code(), 0, "{outcome}");
     assert_eq!(outcome.stopped_by, Some(StopReason::Interrupt));
     assert!(outcome.containers[0].restarts >= 2, "{outcome}");
@@ -366,13 +363,12 @@ fn a_stop_signals_every_container_then_terminates_after_the_grace_period() {
     ));
     // A grace period far longer than the polite container needs to leave.
     let runner = bed.runner(|o| o.grace_period = Some(Duration::from_secs(5)));
-    let (handle, stop) = spawn_run(runner, manifest);
+    let running = Running::start(runner, manifest);
     wait_until("both containers up", || {
         let out = bed.output();
         out.contains(&"polite:up".to_owned()) && out.contains(&"stubborn:up".to_owned())
     });
-    stop.stop(StopReason::Terminate);
-    let outcome = handle.join().expect("no panic").expect("runs");
+    let outcome = running.stop(StopReason::Terminate);
     assert_eq!(outcome.exit_code(), 0, "{outcome}");
     assert!(bed.output().contains(&"polite:bye".to_owned()));
 

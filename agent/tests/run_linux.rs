@@ -23,7 +23,7 @@ use hostgate_agent::job::{Job, JobManager};
 use hostgate_agent::pod::{NodeInfo, PodManifest, PodOutcome, PodRunner, RunError, RunnerOptions};
 use hostgate_agent::stop::{StopReason, StopToken};
 use hostgate_agent::verify::Verifier;
-use hostgate_test_support::pods::{MARKER, NAMESPACE, Signer, pod, refusals};
+use hostgate_test_support::pods::{MARKER, NAMESPACE, Signer, failing_init, pod, refusals};
 use hostgate_test_support::procs::{self, assert_empty_dir, assert_nothing_mounted_under};
 use hostgate_test_support::{Prereq, require, unique_name as unique, wait_until};
 use serde_json::{Value, json};
@@ -406,13 +406,9 @@ fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
     // The first init container fails: nothing else runs, the pod fails.
     let name = unique("init-fail");
     let (runner, sink) = h.runner(|_| {});
-    let failing = pod(
-        &name,
-        "Never",
-        &[("first", "echo failing; exit 3"), ("second", "echo second")],
-        &[("main", "echo main")],
-    );
-    let prepared = runner.prepare(&h.signed(failing)).expect("prepare");
+    let prepared = runner
+        .prepare(&h.signed(failing_init(&name)))
+        .expect("prepare");
     let outcome = runner.run(prepared, &StopToken::new()).expect("runs");
     assert_eq!(outcome.exit_code(), 1, "{outcome}");
     let last: Vec<Option<i32>> = outcome

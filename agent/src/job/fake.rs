@@ -18,7 +18,6 @@
 //! created with which limits, what was started, and how it was stopped and destroyed.
 
 use std::ffi::OsString;
-use std::fs;
 use std::io::{PipeReader, PipeWriter};
 use std::num::NonZeroU32;
 use std::os::unix::process::CommandExt;
@@ -27,6 +26,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hostgate_test_support::procs;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -553,39 +553,15 @@ impl JobProcess for FakeProcess {
 /// The live (not zombie) members of each process group, from `/proc/*/stat`.
 fn group_members(groups: &[u32]) -> Vec<(u32, Vec<u32>)> {
     let mut members: Vec<(u32, Vec<u32>)> = groups.iter().map(|&g| (g, Vec::new())).collect();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return members;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((state, pgid)) = state_and_group(&stat)
-            && state != 'Z'
-            && let Some((_, pids)) = members.iter_mut().find(|(g, _)| *g == pgid)
+    for pid in procs::all_pids() {
+        if let Some(stat) = procs::stat_of(pid)
+            && stat.state != 'Z'
+            && let Some((_, pids)) = members.iter_mut().find(|(g, _)| *g == stat.pgid)
         {
             pids.push(pid);
         }
     }
     members
-}
-
-/// The state (field 3) and process group (field 5) of a `/proc/<pid>/stat` line.
-fn state_and_group(stat: &str) -> Option<(char, u32)> {
-    // The command name (field 2) is parenthesised and may contain spaces and parentheses.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some((state, pgid))
 }
 
 #[cfg(test)]
@@ -600,12 +576,6 @@ mod tests {
         ProcessSpec::new("/bin/sh")
             .args(["-c", script])
             .env("PATH", "/usr/bin:/bin")
-    }
-
-    #[test]
-    fn stat_fields() {
-        assert_eq!(state_and_group("7 (a) (b) S 1 42 42 0"), Some(('S', 42)));
-        assert_eq!(state_and_group("7 (x)"), None);
     }
 
     #[test]

@@ -269,29 +269,29 @@ pub enum StdioSpec {
 impl StdioSpec {
     /// For a child's stdin: what the child gets and, for a pipe, the parent's write end.
     pub(crate) fn into_input(self) -> std::io::Result<(std::process::Stdio, Option<PipeWriter>)> {
-        use std::process::Stdio;
-        Ok(match self {
-            Self::Null => (Stdio::null(), None),
-            Self::Inherit => (Stdio::inherit(), None),
-            Self::File(file) => (Stdio::from(file), None),
-            Self::Pipe => {
-                let (reader, writer) = std::io::pipe()?;
-                (Stdio::from(reader), Some(writer))
-            }
-        })
+        self.into_stdio(|(reader, writer)| (reader.into(), writer))
     }
 
     /// For a child's stdout or stderr: what the child gets and, for a pipe, the parent's read
     /// end.
     pub(crate) fn into_output(self) -> std::io::Result<(std::process::Stdio, Option<PipeReader>)> {
+        self.into_stdio(|(reader, writer)| (writer.into(), reader))
+    }
+
+    /// The child's side and, for [`StdioSpec::Pipe`], the parent's end of a new pipe, which
+    /// `split` picks from the `(reader, writer)` pair.
+    fn into_stdio<P>(
+        self,
+        split: impl FnOnce((PipeReader, PipeWriter)) -> (std::process::Stdio, P),
+    ) -> std::io::Result<(std::process::Stdio, Option<P>)> {
         use std::process::Stdio;
         Ok(match self {
             Self::Null => (Stdio::null(), None),
             Self::Inherit => (Stdio::inherit(), None),
             Self::File(file) => (Stdio::from(file), None),
             Self::Pipe => {
-                let (reader, writer) = std::io::pipe()?;
-                (Stdio::from(writer), Some(reader))
+                let (child, parent) = split(std::io::pipe()?);
+                (child, Some(parent))
             }
         })
     }

@@ -83,6 +83,17 @@ pub fn pod(name: &str, restart: &str, init: &[(&str, &str)], containers: &[(&str
     })
 }
 
+/// A `restartPolicy: Never` pod whose first init container prints `failing` and exits 3, with
+/// a second init container and a regular container (`main`) that must then never run.
+pub fn failing_init(name: &str) -> Value {
+    pod(
+        name,
+        "Never",
+        &[("first", "echo failing; exit 3"), ("second", "echo second")],
+        &[("main", "echo main")],
+    )
+}
+
 /// A pod object from its JSON.
 pub fn pod_of(value: Value) -> Pod {
     match Workload::from_value(value)

@@ -27,25 +27,24 @@ pub fn unique_name(prefix: &str) -> String {
 /// environment reads empty until the new image is set up), so poll with [`wait_for_marked`].
 pub fn marked(marker: &str, value: &str) -> Vec<u32> {
     let needle = format!("{marker}={value}");
-    let mut found = Vec::new();
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// The ids of every process in `/proc` (zombies included), in directory order.
+pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(environ) = fs::read(entry.path().join("environ"))
-            && environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-        {
-            found.push(pid);
-        }
-    }
-    found
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Waits until the number of processes marked `marker=value` satisfies `expect`.
@@ -61,13 +60,15 @@ pub fn assert_no_marked(marker: &str, value: &str) {
     });
 }
 
-/// A process's parent, state letter and start time (`/proc/<pid>/stat` fields 4, 3 and 22),
-/// `None` once it is gone. Parent and start time together tell a process from a later one
-/// with the same pid.
+/// A process's state letter, parent, process group and start time (`/proc/<pid>/stat` fields
+/// 3, 4, 5 and 22), `None` once it is gone. Parent and start time together tell a process from
+/// a later one with the same pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     /// The parent's pid.
     pub ppid: u32,
+    /// The process group.
+    pub pgid: u32,
     /// `R`, `S`, `Z`…
     pub state: char,
     /// Start time after boot, in clock ticks.
@@ -86,6 +87,7 @@ fn parse_stat(stat: &str) -> Option<ProcStat> {
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
     })
 }
@@ -158,6 +160,7 @@ mod tests {
             parse_stat(line),
             Some(ProcStat {
                 ppid: 7,
+                pgid: 42,
                 state: 'S',
                 start: 123_456
             })
