@@ -22,6 +22,9 @@ COPY src ./src
 COPY benches ./benches
 COPY agent ./agent
 COPY core ./core
+# A workspace member (the tests' support crate): Cargo loads it with the workspace; nothing
+# here builds it.
+COPY tests/common ./tests/common
 COPY scripts/check-static-build.sh ./scripts/check-static-build.sh
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

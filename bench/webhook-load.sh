@@ -17,7 +17,7 @@
 #   (c) memory: hostgate VmRSS idle after start, VmHWM (peak) after all the load, VmRSS after.
 # Then bench/summarize.py prints a table (median [min – max] over runs) and writes results.json.
 #
-# CPU layouts (this machine has 2 cores):
+# CPU layouts (for a 2-core machine, CPUs 0 and 1):
 #   split  — server (hostgate, nginx) on CPU 0, load generator on CPU 1: each side gets exactly
 #            one core, so the server's figure is per-core and the generator never steals from it.
 #   shared — nothing pinned: server (2 runtime threads / 2 nginx workers) and generator share

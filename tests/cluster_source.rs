@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hostgate::server::cluster;
 use hostgate::server::state::{AppState, PolicySource};
@@ -164,13 +163,7 @@ fn watch_events(events: &[(&str, Value)]) -> Response<Body> {
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    hostgate_test_support::wait::eventually_async(what, async || check()).await;
 }
 
 fn cluster_state() -> Arc<AppState> {

@@ -13,9 +13,7 @@ use hostgate::policy::{PolicySet, Profile};
 use serde::Deserialize;
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/conformance")
-        .join(rel)
+    hostgate_test_support::data_path("conformance").join(rel)
 }
 
 fn baseline() -> PolicySet {

@@ -1,12 +1,11 @@
 //! The CRD committed in the chart is exactly what `hostgate crd` generates from the Rust types.
 //! After changing src/policy/model.rs: `cargo run -- crd > charts/hostgate/crds/hostprocesspolicies.hostgate.io.yaml`.
 
-use std::path::Path;
+use hostgate_test_support::repo_root;
 
 #[test]
 fn chart_crd_matches_the_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("charts/hostgate/crds/hostprocesspolicies.hostgate.io.yaml");
+    let path = repo_root().join("charts/hostgate/crds/hostprocesspolicies.hostgate.io.yaml");
     let committed = std::fs::read_to_string(&path).expect("the chart's CRD");
     let generated = hostgate::policy::crd_yaml().expect("renders");
     assert!(
@@ -25,7 +24,7 @@ fn shipped_policies_pass_the_crd_schema() {
         serde_yaml::from_str(&hostgate::policy::crd_yaml().expect("renders")).expect("yaml");
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let validator = jsonschema::validator_for(schema).expect("the CRD schema compiles");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let root = repo_root().join("policies");
     let mut checked = 0;
     for entry in std::fs::read_dir(&root).expect("policies") {
         let file = entry.expect("entry").path().join("policy.yaml");

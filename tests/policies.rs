@@ -1,13 +1,13 @@
 //! Golden tests: every shipped policy's co-located test cases (`policies/*/tests/hostgate-test.yaml`)
 //! pass, every shipped policy directory has cases, and the whole directory loads as one set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hostgate::check::suite::{Suite, discover};
 use hostgate::policy::load::load_paths;
 
 fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    hostgate_test_support::repo_root().join("policies")
 }
 
 #[test]

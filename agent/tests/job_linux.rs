@@ -1,8 +1,9 @@
 //! The Linux job backend against the real cgroup file system.
 //!
-//! These tests need root and writable cgroups (v2, or the v1/v2 hybrid); without them each test
-//! says why on stderr and returns (skip). They run in parallel threads: every job has a unique
-//! name and every workload carries `HOSTGATE_TEST_MARKER=<job name>` in its environment, so
+//! These tests need root and a writable cgroup hierarchy (v2, or the v1/v2 hybrid): without
+//! them each prints why and is skipped, or fails when `CI` is set (see
+//! `hostgate_test_support::prereq`). They run in parallel threads: every job has a unique name
+//! and every workload carries `HOSTGATE_TEST_MARKER=<job name>` in its environment, so
 //! leftovers are found by scanning `/proc/*/environ`. Waits are bounded by a generous deadline
 //! (a failure, never a performance check): there are no timing assertions.
 #![cfg(target_os = "linux")]
@@ -12,8 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::num::NonZeroU32;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostgate_agent::job::limits::{CpuMax, MIB, cfs_quota_us};
 use hostgate_agent::job::sys::{CgroupConfig, CgroupJob, CgroupJobManager, CgroupSetup};
@@ -21,13 +21,13 @@ use hostgate_agent::job::{
     Job, JobError, JobLimits, JobManager, JobName, JobProcess, ProcessSpec, StdioSpec, StopOutcome,
     StopSignal,
 };
+use hostgate_test_support::procs::{self, stat_of};
+use hostgate_test_support::{DEADLINE, Prereq, require, unique_name, wait_until};
 
 const PARENT: &str = "hostgate-test";
 const MARKER: &str = "HOSTGATE_TEST_MARKER";
-/// Upper bound for anything that should happen "soon"; exceeding it is a bug, not slowness.
-const DEADLINE: Duration = Duration::from_secs(20);
 
-fn manager_with(host_cpus: Option<u32>) -> Option<CgroupJobManager> {
+fn manager_with(host_cpus: Option<u32>) -> CgroupJobManager {
     manager_from(CgroupConfig {
         parent: PathBuf::from(PARENT),
         host_cpus: host_cpus.and_then(NonZeroU32::new),
@@ -35,28 +35,17 @@ fn manager_with(host_cpus: Option<u32>) -> Option<CgroupJobManager> {
     })
 }
 
-fn manager_from(config: CgroupConfig) -> Option<CgroupJobManager> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to create cgroups");
-        return None;
-    }
-    match CgroupJobManager::new(config) {
-        Ok(m) => Some(m),
-        Err(err) => {
-            eprintln!("skipped: no usable cgroup hierarchy: {err} ({err:?})");
-            None
-        }
-    }
+/// A manager; callers have checked the prerequisites, so a failure here is a bug.
+fn manager_from(config: CgroupConfig) -> CgroupJobManager {
+    CgroupJobManager::new(config).unwrap_or_else(|err| panic!("cgroup manager: {err} ({err:?})"))
 }
 
-fn manager() -> Option<CgroupJobManager> {
+fn manager() -> CgroupJobManager {
     manager_with(None)
 }
 
 fn unique(test: &str) -> JobName {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    JobName::new(format!("{test}-{}-{n}", std::process::id())).expect("valid name")
+    JobName::new(unique_name(test)).expect("valid name")
 }
 
 /// `/bin/sh -c script` with only the marker in its environment (plus PATH for the tools).
@@ -69,35 +58,7 @@ fn sh(job: &JobName, script: &str) -> ProcessSpec {
 
 /// Live processes (not zombies) whose environment carries the marker of `job`.
 fn marked_processes(job: &JobName) -> Vec<u32> {
-    let needle = format!("{MARKER}={job}");
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    procs::marked(MARKER, job.as_str())
 }
 
 fn wait_for_pids(job: &CgroupJob, n: usize) {
@@ -107,13 +68,8 @@ fn wait_for_pids(job: &CgroupJob, n: usize) {
 }
 
 fn assert_nothing_left(name: &JobName, dirs: &[PathBuf]) {
-    for dir in dirs {
-        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
-    }
-    // Killed processes vanish from /proc once reaped by their parent (init for orphans).
-    wait_until(&format!("no process of {name}"), || {
-        marked_processes(name).is_empty()
-    });
+    procs::assert_gone(dirs);
+    procs::assert_no_marked(MARKER, name.as_str());
 }
 
 /// Reads lines from a pipe until one equals `want`.
@@ -128,20 +84,10 @@ fn read_until_line(reader: impl Read, want: &str) {
     }
 }
 
-/// `/proc/<pid>/stat` fields 4 (ppid) and 22 (start time), `None` if gone.
-fn stat_of(pid: u32) -> Option<(u32, char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let state = fields.first()?.chars().next()?;
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((ppid, state, start))
-}
-
 #[test]
 fn spawned_process_starts_inside_every_hierarchy() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("inside");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -199,7 +145,8 @@ fn spawned_process_starts_inside_every_hierarchy() {
 
 #[test]
 fn hundred_process_tree_is_gone_after_terminate_and_destroy() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("tree");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -227,7 +174,8 @@ fn hundred_process_tree_is_gone_after_terminate_and_destroy() {
 
 #[test]
 fn double_forked_setsid_grandchild_is_killed() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("setsid");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -263,8 +211,8 @@ fn double_forked_setsid_grandchild_is_killed() {
         v
     });
     // It left our process tree and session: reparented, and leader of its own session.
-    let (ppid, _, _) = stat_of(grandchild).expect("grandchild alive");
-    assert_ne!(ppid, init.pid());
+    let grandchild_stat = stat_of(grandchild).expect("grandchild alive");
+    assert_ne!(grandchild_stat.ppid, init.pid());
     let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(
         i32::try_from(grandchild).expect("pid"),
     )))
@@ -278,7 +226,8 @@ fn double_forked_setsid_grandchild_is_killed() {
 
 #[test]
 fn memory_limit_kills_the_hog_and_is_reported() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("oom");
     let limit = 32 * MIB;
     let job = manager
@@ -310,7 +259,8 @@ fn memory_limit_kills_the_hog_and_is_reported() {
 
 #[test]
 fn memory_limit_oom_kill_exit_status() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("oom-exit");
     let job = manager
         .create(
@@ -335,7 +285,8 @@ fn memory_limit_oom_kill_exit_status() {
 
 #[test]
 fn pids_limit_holds() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("pids");
     let max = 4;
     let job = manager
@@ -381,9 +332,8 @@ fn pids_limit_holds() {
 
 #[test]
 fn cpu_bandwidth_matches_500m_cpu_limit() {
-    let Some(manager) = manager_with(Some(2)) else {
-        return;
-    };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager_with(Some(2));
     let host = manager.host_logical_processors();
     assert_eq!(host.get(), 2);
     let limits = JobLimits::from_kubernetes(500, 0, host);
@@ -419,7 +369,8 @@ fn cpu_bandwidth_matches_500m_cpu_limit() {
 
 #[test]
 fn stop_signals_waits_for_grace_then_terminates() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("stop");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -463,7 +414,8 @@ fn stop_signals_waits_for_grace_then_terminates() {
 
 #[test]
 fn stop_sequence_helper() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("stophelper");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -499,7 +451,8 @@ fn stop_sequence_helper() {
 
 #[test]
 fn dropping_a_job_without_destroy_leaves_nothing() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("drop");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -512,25 +465,27 @@ fn dropping_a_job_without_destroy_leaves_nothing() {
         .expect("spawn");
     wait_for_pids(&job, 21);
     let pid = init.pid();
-    let (ppid, _, start) = stat_of(pid).expect("init alive");
-    assert_eq!(ppid, std::process::id());
+    let before = stat_of(pid).expect("init alive");
+    assert_eq!(before.ppid, std::process::id());
     // Drop the process handle first (the job adopts it), then the job.
     drop(init);
     let dirs = job.cgroup_dirs().to_vec();
     drop(job);
     assert_nothing_left(&name, &dirs);
     // The init process, our child, was reaped: no zombie left behind.
-    if let Some((ppid, state, start_now)) = stat_of(pid) {
+    if let Some(now) = stat_of(pid) {
         assert!(
-            !(ppid == std::process::id() && start_now == start),
-            "zombie left behind: state {state}"
+            !(now.ppid == std::process::id() && now.start == before.start),
+            "zombie left behind: state {}",
+            now.state
         );
     }
 }
 
 #[test]
 fn two_hundred_cycles_leave_nothing_behind() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let prefix = format!("cycle-{}-", std::process::id());
     let tmp_before = tmp_entries(&prefix);
     let mut spawned = Vec::new();
@@ -547,7 +502,7 @@ fn two_hundred_cycles_leave_nothing_behind() {
         } else {
             job.spawn(sh(&name, "exec sleep 1000")).expect("spawn")
         };
-        spawned.push((p.pid(), stat_of(p.pid()).map(|s| s.2)));
+        spawned.push((p.pid(), stat_of(p.pid()).map(|s| s.start)));
         if i % 2 == 0 {
             assert!(p.wait().expect("wait").success());
         }
@@ -566,10 +521,11 @@ fn two_hundred_cycles_leave_nothing_behind() {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
     for (pid, start) in spawned {
-        if let (Some((ppid, state, now)), Some(start)) = (stat_of(pid), start) {
+        if let (Some(now), Some(start)) = (stat_of(pid), start) {
             assert!(
-                !(ppid == std::process::id() && now == start),
-                "process {pid} left behind (state {state})"
+                !(now.ppid == std::process::id() && now.start == start),
+                "process {pid} left behind (state {})",
+                now.state
             );
         }
     }
@@ -577,21 +533,13 @@ fn two_hundred_cycles_leave_nothing_behind() {
 }
 
 fn tmp_entries(prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(std::env::temp_dir())
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    procs::entries_containing(&std::env::temp_dir(), prefix)
 }
 
 #[test]
 fn remove_stale_cleans_up_after_a_crashed_agent() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("stale");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -613,7 +561,8 @@ fn remove_stale_cleans_up_after_a_crashed_agent() {
 
 #[test]
 fn spawn_failure_is_reported_and_nothing_runs() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("nosuch");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -637,7 +586,8 @@ fn spawn_failure_is_reported_and_nothing_runs() {
 
 #[test]
 fn stats_account_cpu_time_and_wait_timeout() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("stats");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -674,7 +624,8 @@ fn stats_account_cpu_time_and_wait_timeout() {
 
 #[test]
 fn limits_are_validated_and_duplicate_names_refused() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("dup");
     let bad = JobLimits {
         max_processes: Some(0),
@@ -703,13 +654,12 @@ fn limits_are_validated_and_duplicate_names_refused() {
 /// Tears a 100-process tree down with the SIGKILL loop used where `cgroup.kill` is missing.
 #[test]
 fn kill_loop_fallback_tears_down_a_tree() {
-    let Some(manager) = manager_from(CgroupConfig {
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager_from(CgroupConfig {
         parent: PathBuf::from(PARENT),
         use_cgroup_kill: false,
         ..CgroupConfig::default()
-    }) else {
-        return;
-    };
+    });
     let name = unique("killloop");
     let job = manager
         .create(&name, &JobLimits::default())
@@ -731,23 +681,22 @@ fn kill_loop_fallback_tears_down_a_tree() {
 }
 
 /// The pure-v2 code paths (membership, `cgroup.events`, `cgroup.kill`, `cpu.stat`, missing
-/// controllers) on a hybrid host, by treating its controller-less `unified/` tree as the root.
+/// controllers): on a hybrid host by treating its controller-less `unified/` tree as the root,
+/// on a pure v2 host on the real root (where every other test takes these paths too).
 #[test]
 fn pure_v2_layout_on_the_unified_hierarchy() {
-    let root = Path::new("/sys/fs/cgroup/unified");
-    if !root.join("cgroup.procs").is_file() {
-        eprintln!(
-            "skipped: no hybrid unified/ hierarchy (a pure v2 host runs every other test on v2)"
-        );
-        return;
-    }
-    let Some(manager) = manager_from(CgroupConfig {
+    require!(Prereq::Root, Prereq::Cgroups);
+    let hybrid = Path::new("/sys/fs/cgroup/unified");
+    let root = if hybrid.join("cgroup.procs").is_file() {
+        hybrid
+    } else {
+        Path::new("/sys/fs/cgroup")
+    };
+    let manager = manager_from(CgroupConfig {
         root: root.to_path_buf(),
         parent: PathBuf::from(PARENT),
         ..CgroupConfig::default()
-    }) else {
-        return;
-    };
+    });
     assert_eq!(manager.setup(), CgroupSetup::Unified);
     let name = unique("v2");
     let job = manager
@@ -785,7 +734,8 @@ fn pure_v2_layout_on_the_unified_hierarchy() {
 
 #[test]
 fn processes_start_with_an_empty_signal_mask() {
-    let Some(manager) = manager() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let manager = manager();
     let name = unique("sigmask");
     let job = manager
         .create(&name, &JobLimits::default())

@@ -1,10 +1,12 @@
 //! `hostgate-agent run` end to end: approved pods signed here with fresh keys, policies written
 //! to a temporary directory, containers in real cgroups.
 //!
-//! These tests need root and writable cgroups; without them each says why on stderr and returns
-//! (skip). Every pod has a unique name and every container carries `HG_TEST_MARKER=<pod>` in its
-//! environment, so processes left behind are found by scanning `/proc/*/environ`. Waits are
-//! bounded by generous deadlines (failures, not performance checks): no timing assertions.
+//! These tests need root and writable cgroups: without them each prints why and is skipped, or
+//! fails when `CI` is set (see `hostgate_test_support::prereq`; `pod_fake.rs` tests the pod
+//! lifecycle without root). Every pod has a unique name and every container carries
+//! `HG_TEST_MARKER=<pod>` in its environment, so processes left behind are found by scanning
+//! `/proc/*/environ`. Waits are bounded by generous deadlines (failures, not performance
+//! checks): no timing assertions.
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
@@ -12,8 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostgate_agent::container::{MemorySink, Stream};
 use hostgate_agent::job::limits::{CpuMax, cfs_quota_us, kubelet_cpu_maximum};
@@ -22,61 +23,25 @@ use hostgate_agent::job::{Job, JobManager};
 use hostgate_agent::pod::{NodeInfo, PodManifest, PodOutcome, PodRunner, RunError, RunnerOptions};
 use hostgate_agent::stop::{StopReason, StopToken};
 use hostgate_agent::verify::Verifier;
-use hostgate_core::approval::{ANNOTATION, ApprovedPod, SigningIdentity, generate_key_pair};
-use hostgate_core::object::Workload;
-use hostgate_core::pod::{PodView, SpecPath};
-use k8s_openapi::api::core::v1::Pod;
+use hostgate_test_support::pods::{MARKER, NAMESPACE, Signer, failing_init, pod, refusals};
+use hostgate_test_support::procs::{self, assert_empty_dir, assert_nothing_mounted_under};
+use hostgate_test_support::{Prereq, require, unique_name as unique, wait_until};
 use serde_json::{Value, json};
 
-const NAMESPACE: &str = "hg-agent-test";
-const POLICY: &str = "agent-test";
 const PARENT: &str = "hostgate-agent-test";
-const MARKER: &str = "HG_TEST_MARKER";
-const DEADLINE: Duration = Duration::from_secs(30);
-
-const POLICY_YAML: &str = r#"
-apiVersion: hostgate.io/v1alpha1
-kind: HostProcessPolicy
-metadata: {name: agent-test}
-spec:
-  match: {namespaces: [hg-agent-test]}
-  allow:
-    runAsUserNames: ['NT AUTHORITY\SYSTEM']
-    volumes: {types: [configMap, secret, emptyDir], hostPathPrefixes: ['C:\tmp']}
-  defaults: {runAsUserName: 'NT AUTHORITY\SYSTEM'}
-"#;
-
-fn unique(test: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Keys, policies, state and log directories in one temporary directory.
 struct Harness {
     dir: tempfile::TempDir,
-    identity: SigningIdentity,
+    signer: Signer,
 }
 
 impl Harness {
-    fn new() -> Option<Self> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to create cgroups");
-            return None;
-        }
-        if let Err(err) = manager() {
-            eprintln!("skipped: no usable cgroup hierarchy: {err}");
-            return None;
-        }
+    /// Callers have checked the prerequisites (root, cgroups).
+    fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (_, private, _) = generate_key_pair(&dir.path().join("keys")).expect("keygen");
-        let identity = SigningIdentity::from_pem_file(&private).expect("private key");
-        fs::create_dir_all(dir.path().join("policies")).expect("mkdir");
-        fs::write(dir.path().join("policies/agent-test.yaml"), POLICY_YAML).expect("policy");
-        Some(Self { dir, identity })
+        let signer = Signer::create(dir.path());
+        Self { dir, signer }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -88,7 +53,7 @@ impl Harness {
     }
 
     fn options(&self) -> RunnerOptions {
-        let manager = manager().expect("manager");
+        let manager = manager();
         let mut o = RunnerOptions::new(
             self.path("state"),
             self.path("logs"),
@@ -105,30 +70,14 @@ impl Harness {
         let mut options = self.options();
         options.sink = Some(sink.clone());
         tweak(&mut options);
-        let runner = PodRunner::new(
-            self.verifier(),
-            Arc::new(manager().expect("manager")),
-            options,
-        );
+        let runner = PodRunner::new(self.verifier(), Arc::new(manager()), options);
         (runner, sink)
     }
 
     /// Signs `pod` as the webhook would and returns the manifest.
     fn signed(&self, pod: Value) -> PodManifest {
-        let mut pod = pod_of(pod);
-        let approved = {
-            let spec = pod.spec.as_ref().expect("spec");
-            let view = PodView::new(spec, Some(&pod.metadata), SpecPath::POD);
-            let ns = pod.metadata.namespace.clone().unwrap_or_default();
-            ApprovedPod::describe(&view, &ns)
-        };
-        let value = self.identity.sign(approved, POLICY, 1_700_000_000);
-        pod.metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(ANNOTATION.to_owned(), value);
         PodManifest {
-            pod,
+            pod: self.signer.sign(pod),
             config_maps: BTreeMap::new(),
             secrets: BTreeMap::new(),
         }
@@ -139,20 +88,11 @@ impl Harness {
     fn assert_nothing_left(&self, pod: &str) {
         let state = self.path("state");
         for sub in ["hpc", "pods"] {
-            let dir = state.join(sub);
-            let left: Vec<_> = fs::read_dir(&dir)
-                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
-            assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+            assert_empty_dir(&state.join(sub));
         }
-        let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        assert!(
-            !mounts.contains(state.to_string_lossy().as_ref()),
-            "a mount is left under {}",
-            state.display()
-        );
+        assert_nothing_mounted_under(&state);
         let needle = format!("{NAMESPACE}_{pod}_");
-        for parent in manager().expect("manager").parent_dirs() {
+        for parent in manager().parent_dirs() {
             let left: Vec<_> = fs::read_dir(&parent)
                 .map(|rd| {
                     rd.flatten()
@@ -167,81 +107,23 @@ impl Harness {
                 parent.display()
             );
         }
-        wait_for_marked(pod, &format!("no process of {pod}"), |n| n == 0);
+        procs::assert_no_marked(MARKER, pod);
     }
 }
 
-fn manager() -> Result<CgroupJobManager, hostgate_agent::job::JobError> {
+/// The job manager; callers have checked the prerequisites, so a failure here is a bug.
+fn manager() -> CgroupJobManager {
     CgroupJobManager::new(CgroupConfig {
         parent: PathBuf::from(PARENT),
         ..CgroupConfig::default()
     })
+    .unwrap_or_else(|err| panic!("cgroup manager: {err}"))
 }
 
-fn pod_of(v: Value) -> Pod {
-    match Workload::from_value(v).expect("valid pod").expect("a pod") {
-        Workload::Pod(p) => *p,
-        other => panic!("not a pod: {other:?}"),
-    }
-}
-
-/// A HostProcess pod in the test namespace; `containers` are `(name, script)` run by `sh -c`.
-fn pod(name: &str, restart: &str, init: &[(&str, &str)], containers: &[(&str, &str)]) -> Value {
-    let c = |(cname, script): &(&str, &str)| {
-        json!({
-            "name": cname,
-            "command": ["/bin/sh", "-c", script],
-            "env": [{"name": MARKER, "value": name}],
-        })
-    };
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "restartPolicy": restart,
-            "hostNetwork": true,
-            "securityContext": {"windowsOptions": {"hostProcess": true, "runAsUserName": "NT AUTHORITY\\SYSTEM"}},
-            "initContainers": init.iter().map(c).collect::<Vec<_>>(),
-            "containers": containers.iter().map(c).collect::<Vec<_>>(),
-        }
-    })
-}
-
-/// Waits until the number of live processes carrying the pod's marker satisfies `expect`. Always
-/// polled, never read once: a process inside execve reads an empty `/proc/PID/environ` until the
-/// new image's stack is set up, so a single scan can miss one that a shell has just started.
+/// Waits until the number of live processes carrying the pod's marker satisfies `expect`.
+/// Always polled, never read once (see `procs::marked`).
 fn wait_for_marked(pod: &str, what: &str, expect: impl Fn(usize) -> bool) {
-    wait_until(what, || expect(marked(pod).len()));
-}
-
-/// The live processes whose environment carries the pod's marker (see `wait_for_marked`).
-fn marked(pod: &str) -> Vec<u32> {
-    let needle = format!("{MARKER}={pod}");
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(environ) = fs::read(entry.path().join("environ"))
-            && environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    procs::wait_for_marked(MARKER, pod, what, expect);
 }
 
 fn lines(sink: &MemorySink, container: &str) -> Vec<String> {
@@ -271,7 +153,8 @@ fn spawn_run(
 
 #[test]
 fn hundred_process_container_is_gone_after_stop() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("tree");
     let (runner, sink) = h.runner(|_| {});
     let manifest = h.signed(pod(
@@ -297,7 +180,8 @@ fn hundred_process_container_is_gone_after_stop() {
 
 #[test]
 fn setsid_grandchild_dies_when_the_init_process_exits() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("setsid");
     let (runner, sink) = h.runner(|o| o.grace_period = Some(Duration::from_millis(200)));
     // The grandchild leaves the session, ignores SIGTERM and outlives the init process, which
@@ -327,7 +211,8 @@ fn setsid_grandchild_dies_when_the_init_process_exits() {
 
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("oom");
     let (runner, _) = h.runner(|_| {});
     let mut p = pod(&name, "Never", &[], &[]);
@@ -352,7 +237,8 @@ fn memory_hog_is_oom_killed_and_reported() {
 
 #[test]
 fn process_limit_from_max_processes_holds() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("pids");
     // Pods have no process-count field: the agent's --max-processes sets pids.max.
     let (runner, sink) = h.runner(|o| o.max_processes = Some(5));
@@ -400,7 +286,8 @@ fn process_limit_from_max_processes_holds() {
 
 #[test]
 fn cpu_limit_becomes_the_cgroup_cpu_bandwidth() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("cpu");
     let (runner, _) = h.runner(|_| {});
     let mut p = pod(&name, "Never", &[], &[]);
@@ -446,7 +333,8 @@ fn cpu_limit_becomes_the_cgroup_cpu_bandwidth() {
 
 #[test]
 fn refusals_have_distinct_reasons_and_codes() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let (runner, _) = h.runner(|_| {});
     let refuse = |m: &PodManifest| match runner.prepare(m) {
         Err(RunError::Refused(r)) => (r.exit_code(), r.to_string()),
@@ -455,51 +343,17 @@ fn refusals_have_distinct_reasons_and_codes() {
     };
     let name = unique("refused");
     let approved = h.signed(pod(&name, "Never", &[], &[("main", "echo hi")]));
-
-    // Unsigned.
-    let mut unsigned = approved.clone();
-    unsigned.pod.metadata.annotations = None;
-    let (code, text) = refuse(&unsigned);
-    assert_eq!(code, 10, "{text}");
-    assert!(text.contains("not signed"), "{text}");
-
-    // Changed after signing: the differing fields are listed.
-    let mut changed = approved.clone();
-    let spec = changed.pod.spec.as_mut().expect("spec");
-    spec.containers[0].command = Some(vec!["/bin/sh".into(), "-c".into(), "rm -rf /".into()]);
-    spec.host_network = Some(false);
-    let (code, text) = refuse(&changed);
-    assert_eq!(code, 12, "{text}");
-    assert!(text.contains("containers[0].command[2]"), "{text}");
-    assert!(text.contains("hostNetwork"), "{text}");
-
-    // Signed by a key this node does not trust.
-    let other = tempfile::tempdir().expect("tempdir");
-    let (_, key, _) = generate_key_pair(other.path()).expect("keygen");
-    let stranger = SigningIdentity::from_pem_file(&key).expect("key");
-    let mut foreign = approved.clone();
-    let described = {
-        let spec = foreign.pod.spec.as_ref().expect("spec");
-        ApprovedPod::describe(
-            &PodView::new(spec, Some(&foreign.pod.metadata), SpecPath::POD),
-            NAMESPACE,
-        )
-    };
-    foreign
-        .pod
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(ANNOTATION.to_owned(), stranger.sign(described, POLICY, 1));
-    let (code, text) = refuse(&foreign);
-    assert_eq!(code, 11, "{text}");
-
-    // No policy admits it: another namespace, signed all the same.
-    let mut elsewhere = pod(&unique("elsewhere"), "Never", &[], &[("main", "echo hi")]);
-    elsewhere["metadata"]["namespace"] = json!("hg-unmatched");
-    let (code, text) = refuse(&h.signed(elsewhere));
-    assert_eq!(code, 13, "{text}");
-    assert!(text.contains("HG-MATCH-01"), "{text}");
+    for case in refusals(&h.signer, &approved.pod, h.dir.path()) {
+        let manifest = PodManifest {
+            pod: case.pod,
+            ..approved.clone()
+        };
+        let (code, text) = refuse(&manifest);
+        assert_eq!(code, case.exit_code, "{}: {text}", case.what);
+        for needle in case.says {
+            assert!(text.contains(needle), "{}: {text}", case.what);
+        }
+    }
 
     // Nothing was created for any of them.
     h.assert_nothing_left(&name);
@@ -508,7 +362,8 @@ fn refusals_have_distinct_reasons_and_codes() {
 
 #[test]
 fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("init");
     let (runner, sink) = h.runner(|_| {});
     let mut p = pod(
@@ -551,13 +406,9 @@ fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
     // The first init container fails: nothing else runs, the pod fails.
     let name = unique("init-fail");
     let (runner, sink) = h.runner(|_| {});
-    let failing = pod(
-        &name,
-        "Never",
-        &[("first", "echo failing; exit 3"), ("second", "echo second")],
-        &[("main", "echo main")],
-    );
-    let prepared = runner.prepare(&h.signed(failing)).expect("prepare");
+    let prepared = runner
+        .prepare(&h.signed(failing_init(&name)))
+        .expect("prepare");
     let outcome = runner.run(prepared, &StopToken::new()).expect("runs");
     assert_eq!(outcome.exit_code(), 1, "{outcome}");
     let last: Vec<Option<i32>> = outcome
@@ -578,7 +429,8 @@ fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
 
 #[test]
 fn restart_policies_are_honoured() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     // The count survives restarts in an emptyDir, as the kubelet keeps a pod's emptyDir.
     let counting = |name: &str, policy: &str, script: &str| {
         let mut p = pod(name, policy, &[], &[("c", script)]);
@@ -645,7 +497,8 @@ fn restart_policies_are_honoured() {
 
 #[test]
 fn sandbox_environment_mounts_and_logs() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("sandbox");
     let host_dir = h.path("host-parent");
     fs::create_dir_all(&host_dir).expect("mkdir");
@@ -746,7 +599,8 @@ echo "to stderr" >&2
 
 #[test]
 fn two_hundred_runs_leave_nothing_behind() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("cycles");
     let (runner, _) = h.runner(|o| o.sink = None);
     let tmp_before = tmp_entries();
@@ -770,14 +624,11 @@ fn two_hundred_runs_leave_nothing_behind() {
 }
 
 fn tmp_entries() -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir("/tmp")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("hostgate") || n.contains("hpc"))
-        .collect();
+    let tmp = Path::new("/tmp");
+    let mut v = procs::entries_containing(tmp, "hostgate");
+    v.extend(procs::entries_containing(tmp, "hpc"));
     v.sort();
+    v.dedup();
     v
 }
 
@@ -811,7 +662,8 @@ fn agent(h: &Harness, manifest: &Path) -> Command {
 
 #[test]
 fn the_binary_runs_refuses_and_stops_on_sigterm() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     // Runs: output prefixed on stdout, exit code 0.
     let name = unique("bin");
     let m = h.signed(pod(
@@ -907,7 +759,8 @@ fn the_binary_runs_refuses_and_stops_on_sigterm() {
 
 #[test]
 fn leftovers_of_a_killed_agent_are_removed_by_the_next_run() {
-    let Some(h) = Harness::new() else { return };
+    require!(Prereq::Root, Prereq::Cgroups);
+    let h = Harness::new();
     let name = unique("killed");
     let mut p = pod(
         &name,

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostgate_agent::sync::{
     SyncConfig, SyncError, SyncOutcome, Syncer, VERSIONS, installed_version,
 };
 use hostgate_core::approval::{TrustStore, generate_key_pair};
 use hostgate_core::policy::load::load_paths;
+use hostgate_test_support::{DEADLINE, wait, wait_until};
 
 fn policy(name: &str) -> String {
     format!(
@@ -423,23 +424,14 @@ fn sigterm_stops_the_loop() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while installed_version(&fx.dest).is_none() {
-        assert!(Instant::now() < deadline, "no install within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first install", || {
+        installed_version(&fx.dest).is_some()
+    });
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert_eq!(status.code(), Some(0), "clean stop");
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let Some(status) = wait::poll(DEADLINE, || child.try_wait().expect("wait")) else {
+        let _ = child.kill();
+        panic!("did not stop within {DEADLINE:?} of SIGTERM");
+    };
+    assert_eq!(status.code(), Some(0), "clean stop");
 }

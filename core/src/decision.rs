@@ -12,7 +12,7 @@ use crate::policy::Mode;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
-    /// Rule id: `HP-API-…` and `HP-PSA-01` from the HostProcess catalogue, `HG-…` for hostgate's
+    /// Rule id: `HP-API-…` and `HP-PSA-01` (`docs/rules.md`), `HG-…` for hostgate's
     /// own policy constraints.
     pub rule: &'static str,
     /// Field path in the object, in the apiserver's notation (`spec.containers[0].image`).

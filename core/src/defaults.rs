@@ -1,5 +1,5 @@
 //! Defaulting of HostProcess pods: the fields people get wrong, filled in so that the pod works
-//! on the node, and never in a way the apiserver would reject (hostprocess-rules.md §8).
+//! on the node, and never in a way the apiserver would reject (HP-API-08 in `docs/rules.md`).
 //!
 //! 1. Pod-level `hostProcess: true` when every container sets it (kubelet bug #110140: some
 //!    releases only honoured the pod-level value).

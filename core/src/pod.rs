@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub const ANNOTATION_INHERIT_USER: &str = "microsoft.com/hostprocess-inherit-user";
 /// Pod annotation that moves the container's root file system (HP-JOB-03, HP-JOB-11).
 pub const ANNOTATION_ROOTFS_LOCATION: &str = "microsoft.com/hostprocess-rootfs-location";
-/// The annotations above count as requesting HostProcess power (design.md).
+/// The annotations above count as requesting HostProcess power (`docs/rules.md`, HP-JOB-11).
 pub const PRIVILEGED_ANNOTATIONS: [&str; 2] = [ANNOTATION_INHERIT_USER, ANNOTATION_ROOTFS_LOCATION];
 
 /// Which container list a container belongs to.

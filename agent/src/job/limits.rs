@@ -355,7 +355,7 @@ pub fn duration_from_100ns(ticks: i64) -> Duration {
 
 /// What the Windows backend writes into the job object for a [`JobLimits`]; computed here so
 /// that the decisions are tested on Linux. The flag values are those of the Windows SDK
-/// (`winnt.h`); `windows.rs` asserts at compile time that they equal `windows-sys`'s.
+/// (`winnt.h`); `windows_backend.rs` asserts at compile time that they equal `windows-sys`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowsLimitPlan {
     /// `JOBOBJECT_BASIC_LIMIT_INFORMATION.LimitFlags`.

@@ -30,19 +30,19 @@ use std::time::Duration;
 
 mod error;
 pub mod limits;
-pub mod win32;
+pub mod win32_params;
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
-#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(windows, path = "windows_backend.rs")]
 #[cfg(any(target_os = "linux", windows))]
 pub mod sys;
 
 #[cfg(all(test, not(windows)))]
-mod windows_fake;
+mod windows_std_stub;
 /// Elsewhere than on Windows, the unit tests type-check the Windows backend (never run it)
 /// against the real `windows-sys` declarations and a stand-in for `std::os::windows`.
 #[cfg(all(test, not(windows)))]
-#[path = "windows.rs"]
+#[path = "windows_backend.rs"]
 #[allow(dead_code)]
 mod windows_typecheck;
 
@@ -67,6 +67,9 @@ pub fn host_logical_processors() -> NonZeroU32 {
             .unwrap_or(NonZeroU32::MIN)
     }
 }
+
+#[cfg(all(target_os = "linux", feature = "fake-jobs"))]
+pub mod fake;
 
 /// How long [`Job::stop`] waits for the job to empty after terminating it.
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -277,6 +280,38 @@ pub enum StdioSpec {
     /// `File::from(OwnedHandle)`), e.g. a log file, or one end of a pipe shared by stdout and
     /// stderr.
     File(File),
+}
+
+#[cfg(unix)]
+impl StdioSpec {
+    /// For a child's stdin: what the child gets and, for a pipe, the parent's write end.
+    pub(crate) fn into_input(self) -> std::io::Result<(std::process::Stdio, Option<PipeWriter>)> {
+        self.into_stdio(|(reader, writer)| (reader.into(), writer))
+    }
+
+    /// For a child's stdout or stderr: what the child gets and, for a pipe, the parent's read
+    /// end.
+    pub(crate) fn into_output(self) -> std::io::Result<(std::process::Stdio, Option<PipeReader>)> {
+        self.into_stdio(|(reader, writer)| (writer.into(), reader))
+    }
+
+    /// The child's side and, for [`StdioSpec::Pipe`], the parent's end of a new pipe, which
+    /// `split` picks from the `(reader, writer)` pair.
+    fn into_stdio<P>(
+        self,
+        split: impl FnOnce((PipeReader, PipeWriter)) -> (std::process::Stdio, P),
+    ) -> std::io::Result<(std::process::Stdio, Option<P>)> {
+        use std::process::Stdio;
+        Ok(match self {
+            Self::Null => (Stdio::null(), None),
+            Self::Inherit => (Stdio::inherit(), None),
+            Self::File(file) => (Stdio::from(file), None),
+            Self::Pipe => {
+                let (child, parent) = split(std::io::pipe()?);
+                (child, Some(parent))
+            }
+        })
+    }
 }
 
 impl From<File> for StdioSpec {

@@ -25,7 +25,7 @@ use hostgate_core::pod::{ContainerKind, ContainerRef, PodView, SpecPath};
 use crate::container::{
     Container, ContainerError, ContainerSpec, LogOptions, LogSink, RuntimeOptions, Stop,
 };
-use crate::job::{JobError, JobLimits, JobManager, PlatformJob, PlatformJobManager};
+use crate::job::{JobError, JobLimits, JobManager, PlatformJobManager};
 use crate::kubelet;
 use crate::stop::StopToken;
 use crate::verify::{
@@ -210,22 +210,23 @@ fn next_run_id() -> String {
     format!("{:x}-{n:x}", std::process::id())
 }
 
-/// Runs static pods (see the module docs).
+/// Runs static pods (see the module docs), with the platform's job backend unless told
+/// otherwise (tests run it on a fake: `job::fake`, feature `fake-jobs`).
 #[derive(Debug)]
-pub struct PodRunner {
+pub struct PodRunner<M = PlatformJobManager> {
     verifier: Verifier,
-    manager: Arc<PlatformJobManager>,
+    manager: Arc<M>,
     options: RunnerOptions,
     runtime: RuntimeOptions,
 }
 
-impl PodRunner {
+impl<M> PodRunner<M>
+where
+    M: JobManager,
+    M::Job: 'static,
+{
     /// A runner with these keys and policies, job backend and options.
-    pub fn new(
-        verifier: Verifier,
-        manager: Arc<PlatformJobManager>,
-        options: RunnerOptions,
-    ) -> Self {
+    pub fn new(verifier: Verifier, manager: Arc<M>, options: RunnerOptions) -> Self {
         let mut runtime = RuntimeOptions::new(options.state_dir.join("hpc"));
         runtime.host_links = options.host_links;
         runtime.bind_read_only = options.bind_read_only;
@@ -238,7 +239,7 @@ impl PodRunner {
     }
 
     /// The job backend.
-    pub fn manager(&self) -> &PlatformJobManager {
+    pub fn manager(&self) -> &M {
         &self.manager
     }
 
@@ -462,7 +463,7 @@ impl PodRunner {
         pod: &PreparedPod,
         c: &PreparedContainer,
         restart: u32,
-    ) -> Result<Container<PlatformJob>, ContainerError> {
+    ) -> Result<Container<M::Job>, ContainerError> {
         let mut spec = c.spec.clone();
         spec.id = resolve::container_id(&pod.identity, &c.name, &pod.run, restart);
         let mut runtime = self.runtime.clone();

@@ -23,8 +23,8 @@ pub(crate) mod testing;
 pub mod users;
 pub mod volumes;
 
-/// Every rule id, by name. Ids from the HostProcess catalogue keep the catalogue's spelling,
-/// including its letters for sub-rules.
+/// Every rule id, by name, as `docs/rules.md` lists them (sub-rules of one upstream check keep
+/// their letters: `HP-API-06a`…`06j`).
 pub mod ids {
     /// Pod and container `hostProcess` must be identical if both are set.
     pub const API_IDENTICAL: &str = "HP-API-01";

@@ -1,6 +1,6 @@
 //! HP-API-01…09: the kube-apiserver's own HostProcess and Windows validation, reproduced with its
 //! conditions, field paths and message text, so that `hostgate check` refuses in CI what
-//! `kubectl apply` would be refused for (hostprocess-rules.md §1).
+//! `kubectl apply` would be refused for (`docs/rules.md`, HP-API).
 //!
 //! Order follows `ValidatePodSpec`: windowsOptions field validation (pod level, then every
 //! container), `validateWindowsHostProcessPod`, `validateOS`, then the OS-specific checks; pod
@@ -528,7 +528,8 @@ spec:
         assert!(errs(HP_POD).is_empty());
     }
 
-    /// The exact texts of docs/apiserver-rejections.md, recorded from a real kube-apiserver.
+    /// The exact texts a real kube-apiserver printed when it refused these pods (recorded with
+    /// the `rejected-*` captures in `tests/data/admissionreview`).
     #[test]
     fn reproduces_recorded_apiserver_rejections() {
         let cases = [

@@ -5,7 +5,7 @@
 //! * **Pure v2** ([`CgroupSetup::Unified`]): the job is `<root>/<parent>/<name>`; limits in
 //!   `memory.max` (+ `memory.swap.max`), `cpu.max`, `cpu.weight`, `pids.max`; the manager
 //!   enables `cpu memory pids` in `cgroup.subtree_control` from the root down to the parent.
-//! * **Hybrid** ([`CgroupSetup::Hybrid`], e.g. this development machine): the job is one
+//! * **Hybrid** ([`CgroupSetup::Hybrid`], systemd's "hybrid" mode): the job is one
 //!   directory in each v1 controller hierarchy (`memory/`, `cpu/`, `cpuacct/`, `pids/`, a
 //!   combined `cpu,cpuacct` counted once) for limits and statistics, plus one in the
 //!   controller-less v2 tree `unified/`, which is the authority on membership (`cgroup.procs`),
@@ -39,9 +39,10 @@
 //! # Cost
 //!
 //! The first migration into a cgroup after a quiet spell waits for an RCU grace period
-//! (`cgroup_threadgroup_rwsem`, shared by all hierarchies): measured at ~7 ms on this
-//! development VM (`CONFIG_RCU_LAZY`), ~0.06 ms when the v2 hierarchy is mounted with the
-//! `favordynmods` option (Linux 6.0+), which hosts that start many jobs should use.
+//! (`cgroup_threadgroup_rwsem`, shared by all hierarchies), which can take milliseconds on a
+//! kernel built with `CONFIG_RCU_LAZY`; mounting the v2 hierarchy with the `favordynmods`
+//! option (Linux 6.0+) avoids most of that wait, so hosts that start many jobs should use it
+//! (`agent/benches/job.rs` measures job start-up).
 //! `clone3(CLONE_INTO_CGROUP)` would avoid it on pure v2 only. Teardown waits for
 //! `populated 0` (see `wait_empty`), not for the kernel's rate-limited notification.
 //!
@@ -59,21 +60,23 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use std::{io, thread};
 
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
+use rustix::process::Signal;
 
 use self::fs::{child_dirs, create_dir, keyed_value, parse_pids, write_in};
 use super::{
-    Job, JobError, JobLimits, JobManager, JobName, JobProcess, JobStats, ProcessSpec, StdioSpec,
-    StopSignal, WrappedIoError,
+    Job, JobError, JobLimits, JobManager, JobName, JobProcess, JobStats, ProcessSpec, StopSignal,
+    WrappedIoError,
 };
 
 mod fs;
+mod pidfd;
 mod raw;
 mod setup;
 mod v1;
@@ -358,8 +361,8 @@ impl Job for CgroupJob {
 
     fn signal_all(&self, signal: StopSignal) -> Result<usize, JobError> {
         let signo = match signal {
-            StopSignal::Terminate => libc::SIGTERM,
-            StopSignal::Interrupt => libc::SIGINT,
+            StopSignal::Terminate => Signal::TERM,
+            StopSignal::Interrupt => Signal::INT,
             StopSignal::Kill => {
                 let n = self.inner.pids()?.len();
                 self.inner.terminate()?;
@@ -448,9 +451,9 @@ impl JobInner {
         if let Some(dir) = &spec.working_dir {
             cmd.current_dir(dir);
         }
-        let (stdin, stdin_parent) = input(spec.stdin).map_err(spawn_error)?;
-        let (stdout, stdout_parent) = output(spec.stdout).map_err(spawn_error)?;
-        let (stderr, stderr_parent) = output(spec.stderr).map_err(spawn_error)?;
+        let (stdin, stdin_parent) = spec.stdin.into_input().map_err(spawn_error)?;
+        let (stdout, stdout_parent) = spec.stdout.into_output().map_err(spawn_error)?;
+        let (stderr, stderr_parent) = spec.stderr.into_output().map_err(spawn_error)?;
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         let fds: Vec<RawFd> = self.procs_files.iter().map(AsRawFd::as_raw_fd).collect();
         raw::start_inside(&mut cmd, fds);
@@ -553,16 +556,16 @@ impl JobInner {
 
     /// Sends `signo` to `pid` if it is (still) a member of the job. Returns whether it was
     /// delivered; a process that is gone is not an error.
-    fn signal_member(&self, pid: u32, signo: libc::c_int) -> Result<bool, JobError> {
+    fn signal_member(&self, pid: u32, signo: Signal) -> Result<bool, JobError> {
         let signal_error = |source: io::Error| JobError::Signal { pid, source };
-        match raw::pidfd_open(pid) {
+        match pidfd::open(pid) {
             Ok(pidfd) => {
                 // The pidfd pins the process: if it is a member now, the signal reaches it
                 // and nobody else.
                 if !self.is_member(pid) {
                     return Ok(false);
                 }
-                match raw::pidfd_send_signal(pidfd.as_fd(), signo) {
+                match pidfd::send_signal(&pidfd, signo) {
                     Ok(()) => Ok(true),
                     Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(false),
                     Err(err) => Err(signal_error(err)),
@@ -577,7 +580,7 @@ impl JobInner {
                 let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
                     return Ok(false);
                 };
-                let signal = nix::sys::signal::Signal::try_from(signo)
+                let signal = nix::sys::signal::Signal::try_from(signo.as_raw())
                     .map_err(|errno| signal_error(errno.into()))?;
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw_pid), signal) {
                     Ok(()) => Ok(true),
@@ -607,7 +610,7 @@ impl JobInner {
                 return Ok(());
             }
             for pid in pids {
-                self.signal_member(pid, libc::SIGKILL)?;
+                self.signal_member(pid, Signal::KILL)?;
             }
             if self.wait_empty(Duration::from_millis(10))? {
                 return Ok(());
@@ -743,32 +746,6 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), WrappedIoError> {
     }
 }
 
-/// The child's stdin and, for a pipe, the parent's write end.
-fn input(spec: StdioSpec) -> io::Result<(Stdio, Option<PipeWriter>)> {
-    Ok(match spec {
-        StdioSpec::Null => (Stdio::null(), None),
-        StdioSpec::Inherit => (Stdio::inherit(), None),
-        StdioSpec::File(file) => (Stdio::from(file), None),
-        StdioSpec::Pipe => {
-            let (reader, writer) = io::pipe()?;
-            (Stdio::from(reader), Some(writer))
-        }
-    })
-}
-
-/// The child's stdout/stderr and, for a pipe, the parent's read end.
-fn output(spec: StdioSpec) -> io::Result<(Stdio, Option<PipeReader>)> {
-    Ok(match spec {
-        StdioSpec::Null => (Stdio::null(), None),
-        StdioSpec::Inherit => (Stdio::inherit(), None),
-        StdioSpec::File(file) => (Stdio::from(file), None),
-        StdioSpec::Pipe => {
-            let (reader, writer) = io::pipe()?;
-            (Stdio::from(writer), Some(reader))
-        }
-    })
-}
-
 /// A process started in a [`CgroupJob`]. Dropping it does not kill the process; if it is
 /// still running, it is handed to its job, which reaps it after killing the job.
 #[derive(Debug)]
@@ -847,7 +824,7 @@ impl JobProcess for CgroupProcess {
         if let Some(status) = self.try_wait()? {
             return Ok(Some(status));
         }
-        match raw::pidfd_open(self.pid) {
+        match pidfd::open(self.pid) {
             Ok(pidfd) => loop {
                 let now = Instant::now();
                 if now >= deadline {

@@ -1,15 +1,11 @@
-//! The few raw system calls of the Linux backend; the only module of it with `unsafe`.
-//!
-//! * Joining the job's cgroups in the forked child, before `exec` ([`start_inside`]), with an
-//!   empty signal mask (the agent blocks `SIGINT`/`SIGTERM` in its threads to receive them
-//!   with `sigwait`, and a child would otherwise inherit that mask and never see a stop
-//!   signal).
-//! * `pidfd_open(2)` / `pidfd_send_signal(2)`, which `nix` 0.30 does not wrap: they pin a
-//!   process's identity so a signal never hits a recycled pid.
+//! The raw system calls of the Linux backend; the only module of it with `unsafe`: joining
+//! the job's cgroups in the forked child, before `exec` ([`start_inside`]), with an empty
+//! signal mask (the agent blocks `SIGINT`/`SIGTERM` in its threads to receive them with
+//! `sigwait`, and a child would otherwise inherit that mask and never see a stop signal).
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -63,43 +59,9 @@ fn join_cgroups(procs_fds: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// `pidfd_open(pid, 0)`: a descriptor that refers to this very process, whatever later
-/// happens to the pid. `ENOSYS` before Linux 5.3.
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: `pidfd_open` takes a pid and a flags word and returns a new descriptor or -1;
-    // no memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid borrowed descriptor, a signal number, a null `siginfo_t` pointer (the
-    // kernel then fills in the default `SI_USER` info, as `kill(2)` does) and no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsFd;
+    use std::os::fd::AsRawFd;
 
     use super::*;
 
@@ -120,15 +82,5 @@ mod tests {
             join_cgroups(&[-1]).map_err(|e| e.raw_os_error()),
             Err(Some(libc::EBADF))
         );
-    }
-
-    #[test]
-    fn pidfd_of_self_and_of_nobody() {
-        match pidfd_open(std::process::id()) {
-            Ok(fd) => pidfd_send_signal(fd.as_fd(), 0).expect("signal 0 to self"),
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOSYS)),
-        }
-        let err = pidfd_open(u32::MAX).expect_err("no such process");
-        assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
     }
 }

@@ -1,6 +1,6 @@
-//! Platform-neutral decisions of the Windows backend, tested on Linux: the job object name,
+//! Platform-neutral decisions of the Windows backend, compiled and tested everywhere: the job object name,
 //! the `CreateProcessW` command line and environment block, job notification messages and
-//! wait timeouts. `windows.rs` only marshals these into Win32 calls.
+//! wait timeouts. `windows_backend.rs` only marshals these into Win32 calls.
 //!
 //! Strings are UTF-16 code units (`&[u16]`), as `OsStrExt::encode_wide` yields them on Windows.
 

@@ -1,4 +1,4 @@
-//! A stand-in for the few `std::os::windows` items that `windows.rs` uses, so that the unit
+//! A stand-in for the few `std::os::windows` items that `windows_backend.rs` uses, so that the unit
 //! tests of other hosts can type-check the Windows backend against the real `windows-sys`
 //! declarations (no Windows target can be installed where hostgate is developed). Nothing
 //! here is ever run.

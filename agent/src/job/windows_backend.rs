@@ -3,7 +3,7 @@
 //!
 //! Thin by design: every number and decision (limit flags, CPU rate/weight, command line,
 //! environment block, notification decoding, wait timeouts) comes from the platform-neutral
-//! [`crate::job::limits`] and [`crate::job::win32`] modules, which are tested on Linux. This
+//! [`crate::job::limits`] and [`crate::job::win32_params`] modules, which are tested on Linux. This
 //! file only marshals them into Win32 calls, each documented where it is made.
 //!
 //! * **Create** (`JobObjectManager::create`): `CreateJobObjectW("hostgate_<name>")` (an
@@ -71,7 +71,7 @@ use windows_sys::Win32::System::Threading::{
 
 // On other hosts this file is only type-checked by the unit tests, against a stand-in.
 #[cfg(not(windows))]
-use super::windows_fake::{
+use super::windows_std_stub::{
     ffi::OsStrExt,
     io::{AsRawHandle, FromRawHandle, OwnedHandle},
     process::ExitStatusExt,
@@ -84,7 +84,7 @@ use std::os::windows::{
 };
 
 use super::limits::{self, WindowsLimitPlan, duration_from_100ns};
-use super::win32::{
+use super::win32_params::{
     self, INFINITE, JobMessage, Notifications, command_line, environment_block, job_object_name,
     wait_millis, wide_nul,
 };
@@ -115,15 +115,21 @@ const _: () = {
     assert!(
         limits::JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP == jo::JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP
     );
-    assert!(win32::JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT == ss::JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT);
-    assert!(win32::JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO == ss::JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO);
-    assert!(win32::JOB_OBJECT_MSG_NEW_PROCESS == ss::JOB_OBJECT_MSG_NEW_PROCESS);
-    assert!(win32::JOB_OBJECT_MSG_EXIT_PROCESS == ss::JOB_OBJECT_MSG_EXIT_PROCESS);
     assert!(
-        win32::JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS == ss::JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS
+        win32_params::JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT
+            == ss::JOB_OBJECT_MSG_ACTIVE_PROCESS_LIMIT
     );
-    assert!(win32::JOB_OBJECT_MSG_JOB_MEMORY_LIMIT == ss::JOB_OBJECT_MSG_JOB_MEMORY_LIMIT);
-    assert!(win32::INFINITE == windows_sys::Win32::System::Threading::INFINITE);
+    assert!(
+        win32_params::JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO == ss::JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO
+    );
+    assert!(win32_params::JOB_OBJECT_MSG_NEW_PROCESS == ss::JOB_OBJECT_MSG_NEW_PROCESS);
+    assert!(win32_params::JOB_OBJECT_MSG_EXIT_PROCESS == ss::JOB_OBJECT_MSG_EXIT_PROCESS);
+    assert!(
+        win32_params::JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS
+            == ss::JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS
+    );
+    assert!(win32_params::JOB_OBJECT_MSG_JOB_MEMORY_LIMIT == ss::JOB_OBJECT_MSG_JOB_MEMORY_LIMIT);
+    assert!(win32_params::INFINITE == windows_sys::Win32::System::Threading::INFINITE);
 };
 
 /// `JobObjectMemoryUsageInformation`: current and peak job commit. Not in windows-sys; the
