@@ -102,22 +102,18 @@ pub fn check(test: &str, what: &[Prereq]) -> Option<Skip> {
     })
 }
 
-/// Whether this run is CI's: the variable `CI` is set to something non-empty.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
+/// Whether this run is CI's: the variable `CI` is set to something non-empty (the policy of
+/// `hostgate-test-support`, shared by every privileged test of the workspace).
+pub use hostgate_test_support::in_ci;
 
-/// Checks `what` and applies the CI policy.
+/// Checks `what` and applies the workspace's CI policy ([`hostgate_test_support::unmet`]).
 ///
 /// Returns `None` when everything is there. Otherwise, under CI (see [`in_ci`]) it **panics**
 /// with the reasons; outside CI it prints `skipped: <test>: <reasons>` to stderr and returns the
 /// [`Skip`], and the caller returns. [`skip_unless!`](crate::skip_unless) does both in one line.
 pub fn require(test: &str, what: &[Prereq]) -> Option<Skip> {
     let skip = check(test, what)?;
-    if in_ci() {
-        panic!("CI is set, so a missing prerequisite is a failure: {skip}");
-    }
-    eprintln!("skipped: {skip}");
+    hostgate_test_support::unmet(test, &skip.reasons.join("; "));
     Some(skip)
 }
 
