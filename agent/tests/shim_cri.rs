@@ -13,8 +13,18 @@
 
 mod shim_common;
 
-use hostgate_node_harness::{ContainerState, Prereq, Stream, read_cri_log, skip_unless};
-use shim_common::{DEADLINE, Node, POLICY, pod_yaml};
+use std::collections::BTreeSet;
+use std::fs;
+
+use hostgate_core::approval::ANNOTATION;
+use hostgate_node_harness::{
+    ContainerSpec, ContainerState, MountSpec, PAUSE_IMAGE, PodSpec, Prereq, Stream, read_cri_log,
+    skip_unless,
+};
+use hostgate_test_support::procs::marked;
+use hostgate_test_support::{eventually, wait_until};
+use k8s_openapi::api::core::v1::Pod;
+use shim_common::{DEADLINE, MARKER, Node, POLICY, job_dirs, pod_yaml, shim_processes};
 
 #[test]
 fn approved_pod_runs_and_reports_exit_code_times_and_log() {
@@ -46,5 +56,445 @@ fn approved_pod_runs_and_reports_exit_code_times_and_log() {
         "{lines:?}"
     );
     node.teardown(&run);
+    node.assert_clean();
+}
+
+/// Creates `pod`'s sandbox and its first container as `edit` changes it, expects
+/// `StartContainer` to fail, and returns the error text and the container's status message;
+/// checks that the refusal created no process, job or mount.
+fn refused_with(
+    node: &Node,
+    pod: &Pod,
+    edit: impl FnOnce(&mut ContainerSpec, &mut PodSpec),
+) -> String {
+    let mut pod_spec = node.pod_spec(pod);
+    let mut spec = node.container_specs(pod).remove(0);
+    edit(&mut spec, &mut pod_spec);
+    spec.env.push((MARKER.to_owned(), pod_spec.uid.clone()));
+    let cri_pod = node.cri.run_pod_sandbox(&pod_spec).expect("RunPodSandbox");
+    let id = node
+        .cri
+        .create_container(&cri_pod.id, &spec, &cri_pod.config)
+        .expect("CreateContainer");
+    let err = node
+        .cri
+        .start_container(&id)
+        .expect_err("StartContainer must fail")
+        .to_string();
+    let info = node.cri.container_status(&id).expect("ContainerStatus");
+    assert_eq!(info.state, ContainerState::Exited, "{info:?}");
+    assert_eq!(info.reason, "StartError", "{info:?}");
+    assert!(info.message.contains("hostgate refused"), "{info:?}");
+    assert!(
+        marked(MARKER, &pod_spec.uid).is_empty(),
+        "a refused container ran"
+    );
+    node.assert_clean();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&id),
+        "a refused container's root file system is mounted"
+    );
+    node.cri.remove_container(&id).expect("RemoveContainer");
+    node.cri
+        .stop_pod_sandbox(&cri_pod.id)
+        .expect("StopPodSandbox");
+    node.cri
+        .remove_pod_sandbox(&cri_pod.id)
+        .expect("RemovePodSandbox");
+    format!("{err}\n{}", info.message)
+}
+
+/// The shim's one line, as containerd embeds it in the container's message.
+fn refusal_line(text: &str) -> String {
+    let start = text.rfind("hostgate refused").unwrap_or(0);
+    let line = &text[start..];
+    line.split(['\n', '\r']).next().unwrap_or(line).to_owned()
+}
+
+#[test]
+fn refusals_have_distinct_reasons_and_start_nothing() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let yaml = pod_yaml(
+        "refused",
+        "[sh, -c, 'echo $(GREETING); sleep 1']",
+        "env: [{name: GREETING, value: hello}], resources: {limits: {memory: 64Mi}}, workingDir: /work, \
+         volumeMounts: [{name: scratch, mountPath: /scratch}], ",
+    )
+    .replace(
+        "containers: [",
+        "volumes: [{name: scratch, hostPath: {path: /tmp/hg-shim-scratch}}], containers: [",
+    );
+    let approved = node.approve(&yaml);
+    let approval = approved.metadata.annotations.as_ref().expect("annotations")[ANNOTATION].clone();
+    let (payload, signature) = approval.split_once('.').expect("two parts");
+    let other = Node::start(POLICY);
+    let foreign = other
+        .approve(&yaml)
+        .metadata
+        .annotations
+        .expect("annotations")[ANNOTATION]
+        .clone();
+
+    type Edit = Box<dyn Fn(&mut ContainerSpec, &mut PodSpec)>;
+    let set_approval = |value: String| -> Edit {
+        Box::new(move |_, p| {
+            p.annotations.insert(ANNOTATION.to_owned(), value.clone());
+        })
+    };
+    // (case, edit of what the kubelet sends, text the refusal names)
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "unsigned",
+            Box::new(|_, p| {
+                p.annotations.remove(ANNOTATION);
+            }),
+            "not signed",
+        ),
+        (
+            "tampered",
+            set_approval(format!("{}x.{signature}", &payload[..payload.len() - 1])),
+            "does not verify",
+        ),
+        ("unknown key", set_approval(foreign), "not trusted"),
+        (
+            "another namespace",
+            Box::new(|_, p| p.namespace = "default".into()),
+            "approved for namespace",
+        ),
+        (
+            "ephemeral",
+            Box::new(|c, _| c.name = "debugger".into()),
+            "not in the approval",
+        ),
+        (
+            "image",
+            Box::new(|c, _| c.image = PAUSE_IMAGE.into()),
+            "is not the approved image",
+        ),
+        (
+            "command",
+            Box::new(|c, _| c.command[2] = "id".into()),
+            "args: approved",
+        ),
+        (
+            "env changed",
+            Box::new(|c, _| c.env[0].1 = "bye".into()),
+            "env GREETING: approved",
+        ),
+        (
+            "env added",
+            Box::new(|c, _| c.env.push(("LD_PRELOAD".into(), "/x.so".into()))),
+            "env LD_PRELOAD: not approved",
+        ),
+        (
+            "working dir",
+            Box::new(|c, _| c.working_dir = Some("/root".into())),
+            "working directory",
+        ),
+        (
+            "extra mount",
+            Box::new(|c, _| {
+                c.mounts.push(MountSpec {
+                    host_path: "/etc".into(),
+                    container_path: "/host-etc".into(),
+                    readonly: true,
+                })
+            }),
+            "neither an approved volume mount",
+        ),
+        (
+            "hostPath moved",
+            Box::new(|c, _| c.mounts[0].host_path = "/var".into()),
+            "approved source",
+        ),
+        (
+            "more memory",
+            Box::new(|c, _| c.resources.memory_limit_bytes = Some(1 << 30)),
+            "memory limit: approved at most",
+        ),
+    ];
+    let mut seen = BTreeSet::new();
+    for (case, edit, want) in &cases {
+        let text = refused_with(&node, &approved, |c, p| edit(c, p));
+        assert!(text.contains(want), "{case}: {text}");
+        let reason = refusal_line(&text);
+        assert!(
+            seen.insert(reason.clone()),
+            "{case}: same reason as another case: {reason}"
+        );
+    }
+
+    // The node's policies change after the approval: the pod's next start is refused.
+    fs::write(
+        node.node_dir.join("policies/policy.yaml"),
+        POLICY.replace("hostPathPrefixes: ['/tmp']", "hostPathPrefixes: ['/srv']"),
+    )
+    .expect("new policy");
+    let text = refused_with(&node, &approved, |_, _| {});
+    assert!(text.contains("HG-VOLUME-02"), "{text}");
+}
+
+#[test]
+fn a_node_without_trusted_keys_refuses_every_container() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let pod = node.approve(&pod_yaml("no-trust", "[sh, -c, 'true']", ""));
+    fs::remove_dir_all(node.node_dir.join("trust")).expect("remove trust");
+    let text = refused_with(&node, &pod, |_, _| {});
+    assert!(text.contains("no trusted keys"), "{text}");
+}
+
+#[test]
+fn only_hostgate_annotations_reach_one_shim_per_pod_which_exits_after_its_last_task() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let yaml = pod_yaml("two", "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']", "")
+        .replace("metadata: {", "metadata: {annotations: {example.com/secret: s3cret}, ")
+        .replace(
+            "containers: [{name: main,",
+            "containers: [{name: second, image: 'docker.io/hostgate/busybox:test', command: [sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']}, {name: main,",
+        );
+    let pod = node.approve(&yaml);
+    let run = node.run(&pod);
+    for id in &run.containers {
+        node.wait_ready(id);
+        let config = fs::read_to_string(node.bundle(id).join("config.json")).expect("config.json");
+        assert!(config.contains(ANNOTATION), "the approval reaches the shim");
+        assert!(
+            !config.contains("example.com/secret"),
+            "other pod annotations do not"
+        );
+    }
+    let shims = node.shims_of(&run.pod.id);
+    assert_eq!(shims.len(), 1, "one shim process per pod: {shims:?}");
+    node.teardown(&run);
+    wait_until("the pod's shim exits", || {
+        node.shims_of(&run.pod.id).is_empty()
+    });
+    node.assert_clean();
+}
+
+#[test]
+fn fifty_pods_leave_no_process_cgroup_mount_socket_or_bundle() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let pod = node.approve(&pod_yaml("cycle", "[sh, -c, 'echo hi']", ""));
+    for _ in 0..50 {
+        let run = node.run(&pod);
+        node.cri
+            .wait_container_exited(&run.containers[0], DEADLINE)
+            .expect("exits");
+        node.teardown(&run);
+    }
+    wait_until("no shim process", || {
+        shim_processes().iter().all(|(_, a)| {
+            !a.iter()
+                .any(|x| x.contains(node.containerd.dir().to_str().unwrap_or("?")))
+        })
+    });
+    node.assert_clean();
+    let tasks = node
+        .containerd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task/k8s.io");
+    wait_until("no bundle left", || {
+        fs::read_dir(&tasks).map_or(true, |d| d.count() == 0)
+    });
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = node.containerd.dir().to_string_lossy().into_owned();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&dir) && l.contains("rootfs")),
+        "root file systems left mounted"
+    );
+    let sockets: Vec<_> = node
+        .containerd
+        .shim_sockets()
+        .iter()
+        .filter(|s| s.exists())
+        .cloned()
+        .collect();
+    assert!(sockets.is_empty(), "shim sockets left: {sockets:?}");
+}
+
+#[test]
+fn stop_kills_a_tree_that_ignores_sigterm_and_a_setsid_grandchild() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let script = "trap '' TERM; setsid sh -c 'trap \"\" TERM; sleep 1000' & \
+                  i=0; while [ $i -lt 20 ]; do sleep 1000 & i=$((i+1)); done; \
+                  echo ready; while :; do sleep 1; done";
+    let yaml = pod_yaml("stubborn", &format!("[sh, -c, {script:?}]"), "");
+    let pod = node.approve(&yaml);
+    let pod_spec = node.pod_spec(&pod);
+    let mut spec = node.container_specs(&pod).remove(0);
+    spec.env.push((MARKER.to_owned(), pod_spec.uid.clone()));
+    let marker = pod_spec.uid.clone();
+    let cri_pod = node.cri.run_pod_sandbox(&pod_spec).expect("RunPodSandbox");
+    let id = node.cri.run_container(&cri_pod, &spec).expect("starts");
+    node.wait_ready(&id);
+    wait_until("22 processes", || marked(MARKER, &marker).len() >= 22);
+    node.cri.stop_container(&id, 2).expect("StopContainer");
+    let info = node
+        .cri
+        .wait_container_exited(&id, DEADLINE)
+        .expect("exits");
+    assert_eq!(info.exit_code, 137, "{info:?}");
+    wait_until("nothing of the tree left", || {
+        marked(MARKER, &marker).is_empty()
+    });
+    node.cri.remove_container(&id).expect("RemoveContainer");
+    node.cri
+        .stop_pod_sandbox(&cri_pod.id)
+        .expect("StopPodSandbox");
+    node.cri
+        .remove_pod_sandbox(&cri_pod.id)
+        .expect("RemovePodSandbox");
+    node.assert_clean();
+}
+
+#[test]
+fn the_memory_limit_is_enforced_and_reported_oom_killed() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let yaml = pod_yaml(
+        "hog",
+        "[sh, -c, 'dd if=/dev/zero of=/dev/null bs=256M count=1']",
+        "resources: {limits: {memory: 32Mi}}, ",
+    );
+    let pod = node.approve(&yaml);
+    let run = node.run(&pod);
+    let id = &run.containers[0];
+    let info = node.cri.wait_container_exited(id, DEADLINE).expect("exits");
+    assert_ne!(info.exit_code, 0, "{info:?}");
+    // containerd records the OOM event and the exit separately.
+    let info = eventually("the OOMKilled reason", || {
+        let info = node.cri.container_status(id).expect("status");
+        (info.reason == "OOMKilled").then_some(info)
+    });
+    assert_eq!(info.exit_code, 137, "{info:?}");
+    node.teardown(&run);
+    node.assert_clean();
+}
+
+#[test]
+fn a_running_pod_survives_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
+    skip_unless!(Prereq::RUNC);
+    let mut node = Node::start(POLICY);
+    let yaml = pod_yaml(
+        "survivor",
+        "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']",
+        "",
+    );
+    let pod = node.approve(&yaml);
+    let run = node.run(&pod);
+    let id = run.containers[0].clone();
+    node.wait_ready(&id);
+    node.containerd.restart().expect("restart containerd");
+    node.cri = node.containerd.cri().expect("CRI client");
+    let info = node
+        .cri
+        .container_status(&id)
+        .expect("status after restart");
+    assert_eq!(info.state, ContainerState::Running, "{info:?}");
+    node.cri
+        .stop_container(&id, 10)
+        .expect("StopContainer after restart");
+    let info = node
+        .cri
+        .wait_container_exited(&id, DEADLINE)
+        .expect("exits");
+    assert_eq!(info.exit_code, 0, "{info:?}");
+    node.cri.remove_container(&id).expect("RemoveContainer");
+    node.cri
+        .stop_pod_sandbox(&run.pod.id)
+        .expect("StopPodSandbox");
+    node.cri
+        .remove_pod_sandbox(&run.pod.id)
+        .expect("RemovePodSandbox");
+
+    // SIGKILL the shim of a running pod: containerd reports the task exited and its `delete`
+    // action removes the job, its processes and the root file system mount.
+    let run = node.run(&pod);
+    let id = run.containers[0].clone();
+    node.wait_ready(&id);
+    let shims = node.shims_of(&run.pod.id);
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let pid = i32::try_from(shims[0]).expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    let info = node
+        .cri
+        .wait_container_exited(&id, DEADLINE)
+        .expect("reported exited");
+    assert_eq!(info.state, ContainerState::Exited, "{info:?}");
+    wait_until("the dead shim's job is removed", || {
+        job_dirs(&node.cgroup_parent).is_empty()
+    });
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&id),
+        "the dead shim's root file system is still mounted"
+    );
+    node.cri.remove_container(&id).expect("RemoveContainer");
+    node.cri
+        .stop_pod_sandbox(&run.pod.id)
+        .expect("StopPodSandbox");
+    node.cri
+        .remove_pod_sandbox(&run.pod.id)
+        .expect("RemovePodSandbox");
+}
+
+#[test]
+fn a_runc_pod_on_the_same_containerd_is_unaffected() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let approved = node.approve(&pod_yaml(
+        "next-door",
+        "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']",
+        "",
+    ));
+    let hostgate = node.run(&approved);
+    node.wait_ready(&hostgate.containers[0]);
+    // The same pod, unsigned, under the default runc handler: runc runs it, the gate is not asked.
+    let plain = node.unsigned(&pod_yaml(
+        "runc-pod",
+        "[sh, -c, 'echo from runc; exit 7']",
+        "",
+    ));
+    let mut spec = node.pod_spec(&plain);
+    spec.runtime_handler = String::new();
+    let runc_pod = node.cri.run_pod_sandbox(&spec).expect("runc sandbox");
+    let c = node.container_specs(&plain).remove(0);
+    let id = node
+        .cri
+        .run_container(&runc_pod, &c)
+        .expect("runc container");
+    let info = node
+        .cri
+        .wait_container_exited(&id, DEADLINE)
+        .expect("exits");
+    assert_eq!(info.exit_code, 7, "{info:?}");
+    let lines = read_cri_log(&info.log_path).expect("log");
+    assert_eq!(lines, [(Stream::Stdout, "from runc".to_owned())]);
+    assert!(
+        node.shims_of(&runc_pod.id).is_empty(),
+        "the hostgate shim served a runc pod"
+    );
+    node.cri.remove_container(&id).expect("remove");
+    node.cri.stop_pod_sandbox(&runc_pod.id).expect("stop");
+    node.cri.remove_pod_sandbox(&runc_pod.id).expect("remove");
+    let info = node
+        .cri
+        .container_status(&hostgate.containers[0])
+        .expect("status");
+    assert_eq!(info.state, ContainerState::Running, "{info:?}");
+    node.teardown(&hostgate);
     node.assert_clean();
 }

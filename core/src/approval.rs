@@ -678,6 +678,37 @@ spec:
         Workload::from_value(v).expect("valid").expect("pod")
     }
 
+    #[test]
+    fn validly_signed_payloads_with_unknown_fields_are_refused() {
+        let key = generate_key().expect("key");
+        let id = SigningIdentity::new(key.clone());
+        let mut trust = TrustStore::default();
+        trust.add(id.verifying_key());
+        let w = workload(POD);
+        let good = id.sign(ApprovedPod::describe(&w.pod().expect("pod"), "ns"), "p", 1);
+        trust
+            .verify(&good)
+            .expect("the unmodified approval verifies");
+        let (payload_b64, _) = good.split_once('.').expect("two parts");
+        let payload: Value =
+            serde_json::from_slice(&B64.decode(payload_b64).expect("base64")).expect("json");
+        // An extra field at the top level and inside a container: both are refused, although
+        // the signature over the changed payload is good.
+        let mut top = payload.clone();
+        top["runAsRoot"] = Value::Bool(true);
+        let mut inner = payload;
+        inner["containers"][0]["privileged"] = Value::Bool(true);
+        for changed in [top, inner] {
+            let bytes = serde_json::to_vec(&changed).expect("json");
+            let sig = key.sign(&signed_bytes(&bytes));
+            let value = format!("{}.{}", B64.encode(&bytes), B64.encode(sig.to_bytes()));
+            match trust.verify(&value) {
+                Err(ApprovalError::Malformed(m)) => assert!(m.contains("unknown field"), "{m}"),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
     fn signed(id: &SigningIdentity, yaml: &str) -> String {
         let w = workload(yaml);
         id.sign(

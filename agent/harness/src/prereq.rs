@@ -200,7 +200,10 @@ fn check_cgroups() -> Result<(), String> {
         .find(|h| h.has_controller("memory"))
         .map(|h| h.mount_point.clone())
         .ok_or_else(|| "no cgroup hierarchy with the memory controller".to_owned())?;
-    let probe = dir.join(format!("hostgate-harness-probe-{}", std::process::id()));
+    // Unique per call: tests of one binary check in parallel threads.
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!("hostgate-harness-probe-{}-{n}", std::process::id()));
     fs::create_dir(&probe)
         .and_then(|()| fs::remove_dir(&probe))
         .map_err(|e| format!("cannot create a cgroup in {}: {e}", dir.display()))

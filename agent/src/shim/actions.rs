@@ -16,10 +16,13 @@ use super::node::NodeDir;
 use super::request::{RuntimeRequest, TaskKind};
 use super::runtime::NodeRuntime;
 use super::service::Service;
-use super::task::{RemoteEvents, TaskService};
+use super::task::{Activity, RemoteEvents, TaskService};
 use super::{RUNTIME_ID, rootfs};
 use crate::job::{JobManager, JobName, PlatformJobManager, host_logical_processors};
 use crate::sync::error_chain;
+
+/// How long no request may be in progress before the shim exits after its last task.
+const QUIET_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The shim process: one per pod.
 pub struct HostgateShim {
@@ -154,12 +157,31 @@ impl Shim for HostgateShim {
         let settings = gate.settings().clone();
         let runtime = NodeRuntime::new(gate, Box::new(move || job_manager(&settings)));
         let exit = Arc::clone(&self.exit);
+        let activity = Arc::new(Activity::default());
+        let quiet = Arc::clone(&activity);
         let service = Service::new(
             runtime,
-            Arc::new(RemoteEvents::new(publisher, self.namespace.clone())),
-            Box::new(move || exit.signal()),
+            Arc::new(RemoteEvents::new(
+                publisher,
+                self.namespace.clone(),
+                Arc::clone(&activity),
+            )),
+            Box::new(move || {
+                // Exit once the replies to containerd's last calls are out.
+                let exit = Arc::clone(&exit);
+                let quiet = Arc::clone(&quiet);
+                let spawned = std::thread::Builder::new()
+                    .name("shutdown".to_owned())
+                    .spawn(move || {
+                        quiet.wait_quiet(QUIET_BEFORE_EXIT);
+                        exit.signal();
+                    });
+                if spawned.is_err() {
+                    log::warn!("no shutdown thread: exiting now");
+                }
+            }),
         );
-        TaskService::new(Arc::new(service))
+        TaskService::new(Arc::new(service), activity)
     }
 }
 

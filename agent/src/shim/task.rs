@@ -2,8 +2,8 @@
 //! `RemotePublisher`. Only conversions live here, so the crate can be swapped without touching
 //! the service.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use containerd_shim::api::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
@@ -27,23 +27,70 @@ use super::service::{CreateRequest, Event, EventSink, Runtime, Service, ServiceE
 /// The version string `Connect` reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Tracks requests in progress, so that the shim exits only once containerd's last calls have
+/// been answered: containerd can still be waiting for the reply to a `Kill` sent from another
+/// goroutine when a `Shutdown` after the last `Delete` ends the process, and would read
+/// "ttrpc: closed" instead of the reply.
+#[derive(Debug, Default)]
+pub struct Activity {
+    state: Mutex<(usize, Option<Instant>)>,
+}
+
+/// One request in progress; finished when dropped.
+#[derive(Debug)]
+pub struct Request<'a>(&'a Activity);
+
+impl Activity {
+    /// Marks a request in progress.
+    pub fn enter(&self) -> Request<'_> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+        Request(self)
+    }
+
+    /// Blocks until no request has been in progress for `quiet` (replies are written right
+    /// after a handler returns).
+    pub fn wait_quiet(&self, quiet: Duration) {
+        loop {
+            let wait = {
+                let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                match *st {
+                    (0, None) => return,
+                    (0, Some(done)) if done.elapsed() >= quiet => return,
+                    (0, Some(done)) => quiet.saturating_sub(done.elapsed()),
+                    _ => quiet,
+                }
+            };
+            std::thread::sleep(wait.min(quiet));
+        }
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.0 = st.0.saturating_sub(1);
+        st.1 = Some(Instant::now());
+    }
+}
+
 /// containerd's `Task` service over a [`Service`].
 pub struct TaskService<R: Runtime> {
     service: Arc<Service<R>>,
+    activity: Arc<Activity>,
 }
 
 impl<R: Runtime> std::fmt::Debug for TaskService<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskService")
             .field("service", &self.service)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl<R: Runtime> TaskService<R> {
-    /// Serves `service`.
-    pub fn new(service: Arc<Service<R>>) -> Self {
-        Self { service }
+    /// Serves `service`, counting requests in `activity`.
+    pub fn new(service: Arc<Service<R>>, activity: Arc<Activity>) -> Self {
+        Self { service, activity }
     }
 }
 
@@ -85,6 +132,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
+        let _request = self.activity.enter();
         let request = CreateRequest {
             id: req.id,
             bundle: req.bundle.into(),
@@ -112,6 +160,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        let _request = self.activity.enter();
         no_exec(&req.exec_id)?;
         let pid = self.service.start(&req.id).map_err(|e| status_error(&e))?;
         Ok(StartResponse {
@@ -121,6 +170,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        let _request = self.activity.enter();
         no_exec(&req.exec_id)?;
         let s = self.service.state(&req.id).map_err(|e| status_error(&e))?;
         let status = match s.status {
@@ -144,6 +194,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        let _request = self.activity.enter();
         no_exec(&req.exec_id)?;
         self.service
             .kill(&req.id, req.signal, req.all)
@@ -152,6 +203,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        // Not counted as activity: containerd holds a Wait open for each task's whole life.
         no_exec(&req.exec_id)?;
         let exit = self.service.wait(&req.id).map_err(|e| status_error(&e))?;
         Ok(WaitResponse {
@@ -162,6 +214,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let _request = self.activity.enter();
         let pids = self.service.pids(&req.id).map_err(|e| status_error(&e))?;
         Ok(PidsResponse {
             processes: pids
@@ -176,6 +229,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        let _request = self.activity.enter();
         no_exec(&req.exec_id)?;
         let (pid, exit) = self.service.delete(&req.id).map_err(|e| status_error(&e))?;
         Ok(DeleteResponse {
@@ -187,6 +241,7 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let _request = self.activity.enter();
         let task_pid = self
             .service
             .connect(&req.id)
@@ -200,117 +255,141 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
+        let _request = self.activity.enter();
         self.service.shutdown();
         Ok(Empty::default())
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let _request = self.activity.enter();
         no_exec(&req.exec_id)?;
         no_exec("exec").map(|()| Empty::default())
     }
 
     fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let _request = self.activity.enter();
         Err(status_error(&ServiceError::Unimplemented(
             "update is not supported: a HostProcess container keeps the limits its approval allows",
         )))
     }
 
     fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let _request = self.activity.enter();
         Err(status_error(&ServiceError::Unimplemented(
             "stats are not reported by the hostgate shim yet",
         )))
     }
 }
 
-/// Publishes task events to containerd.
+/// Publishes task events to containerd, in order, from a thread of its own: an event goes
+/// out once no request is in progress, so that containerd has the reply to a call (a `Kill`)
+/// before the event that call caused (the exit). containerd's handler for an exit deletes the
+/// task and may close the connection the reply was still to be written on.
 pub struct RemoteEvents {
-    publisher: RemotePublisher,
-    namespace: String,
+    queue: Mutex<mpsc::Sender<Event>>,
 }
 
 impl std::fmt::Debug for RemoteEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteEvents")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        f.debug_struct("RemoteEvents").finish_non_exhaustive()
     }
 }
 
+/// How long no request must be in progress before an event is sent.
+const QUIET_BEFORE_EVENT: Duration = Duration::from_millis(5);
+
 impl RemoteEvents {
-    /// Events for containerd `namespace` through `publisher`.
-    pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
+    /// Events for containerd `namespace` through `publisher`, sent after the replies to the
+    /// requests `activity` counts.
+    pub fn new(publisher: RemotePublisher, namespace: String, activity: Arc<Activity>) -> Self {
+        let (tx, rx) = mpsc::channel::<Event>();
+        let spawned = std::thread::Builder::new()
+            .name("events".to_owned())
+            .spawn(move || {
+                for event in rx {
+                    activity.wait_quiet(QUIET_BEFORE_EVENT);
+                    send(&publisher, &namespace, event);
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the event thread; task events are lost: {e}");
+        }
         Self {
-            publisher,
-            namespace,
+            queue: Mutex::new(tx),
         }
     }
 }
 
 impl EventSink for RemoteEvents {
     fn publish(&self, event: Event) {
-        let (topic, message): (&str, Box<dyn MessageDyn>) = match event {
-            Event::Create { id, bundle, pid } => (
-                topics::TASK_CREATE_EVENT_TOPIC,
-                Box::new(TaskCreate {
-                    container_id: id,
-                    bundle,
-                    pid,
-                    ..TaskCreate::default()
-                }),
-            ),
-            Event::Start { id, pid } => (
-                topics::TASK_START_EVENT_TOPIC,
-                Box::new(TaskStart {
-                    container_id: id,
-                    pid,
-                    ..TaskStart::default()
-                }),
-            ),
-            Event::Oom { id } => (
-                topics::TASK_OOM_EVENT_TOPIC,
-                Box::new(TaskOOM {
-                    container_id: id,
-                    ..TaskOOM::default()
-                }),
-            ),
-            Event::Exit {
-                id,
-                pid,
-                status,
-                at,
-            } => (
-                topics::TASK_EXIT_EVENT_TOPIC,
-                Box::new(TaskExit {
-                    container_id: id.clone(),
-                    id,
-                    pid,
-                    exit_status: status,
-                    exited_at: timestamp(at),
-                    ..TaskExit::default()
-                }),
-            ),
-            Event::Delete {
-                id,
-                pid,
-                status,
-                at,
-            } => (
-                topics::TASK_DELETE_EVENT_TOPIC,
-                Box::new(TaskDelete {
-                    container_id: id.clone(),
-                    id,
-                    pid,
-                    exit_status: status,
-                    exited_at: timestamp(at),
-                    ..TaskDelete::default()
-                }),
-            ),
-        };
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), topic, &self.namespace, message)
-        {
-            log::warn!("cannot publish {topic}: {e}");
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.send(event).is_err() {
+            log::warn!("the event thread is gone; an event is lost");
         }
+    }
+}
+
+/// Sends one event to containerd; a failure is logged.
+fn send(publisher: &RemotePublisher, namespace: &str, event: Event) {
+    let (topic, message): (&str, Box<dyn MessageDyn>) = match event {
+        Event::Create { id, bundle, pid } => (
+            topics::TASK_CREATE_EVENT_TOPIC,
+            Box::new(TaskCreate {
+                container_id: id,
+                bundle,
+                pid,
+                ..TaskCreate::default()
+            }),
+        ),
+        Event::Start { id, pid } => (
+            topics::TASK_START_EVENT_TOPIC,
+            Box::new(TaskStart {
+                container_id: id,
+                pid,
+                ..TaskStart::default()
+            }),
+        ),
+        Event::Oom { id } => (
+            topics::TASK_OOM_EVENT_TOPIC,
+            Box::new(TaskOOM {
+                container_id: id,
+                ..TaskOOM::default()
+            }),
+        ),
+        Event::Exit {
+            id,
+            pid,
+            status,
+            at,
+        } => (
+            topics::TASK_EXIT_EVENT_TOPIC,
+            Box::new(TaskExit {
+                container_id: id.clone(),
+                id,
+                pid,
+                exit_status: status,
+                exited_at: timestamp(at),
+                ..TaskExit::default()
+            }),
+        ),
+        Event::Delete {
+            id,
+            pid,
+            status,
+            at,
+        } => (
+            topics::TASK_DELETE_EVENT_TOPIC,
+            Box::new(TaskDelete {
+                container_id: id.clone(),
+                id,
+                pid,
+                exit_status: status,
+                exited_at: timestamp(at),
+                ..TaskDelete::default()
+            }),
+        ),
+    };
+    if let Err(e) = publisher.publish(Context::default(), topic, namespace, message) {
+        log::warn!("cannot publish {topic}: {e}");
     }
 }

@@ -22,6 +22,8 @@ use serde_json::Value;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 pub const NAMESPACE: &str = "hg-shim";
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hostgate-v1");
+/// An environment variable some tests add to find a container's processes in `/proc`.
+pub const MARKER: &str = "HG_SHIM_MARKER";
 
 /// Admits HostProcess pods in `hg-shim` running the test image, with hostPaths below `/tmp`.
 pub const POLICY: &str = r#"
@@ -52,12 +54,40 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A node: containerd, its CRI client, the node directory and the signing key.
 pub struct Node {
+    pub cri: Cri,
+    pub containerd: Containerd,
     pub dir: tempfile::TempDir,
     pub node_dir: PathBuf,
     pub signer: SigningIdentity,
     pub policies: PolicySet,
-    pub containerd: Containerd,
-    pub cri: Cri,
+    /// The shim's job cgroups go below this parent (the node's `shim.yaml`), one per node.
+    pub cgroup_parent: String,
+}
+
+impl Drop for Node {
+    /// A failed test may leave jobs whose shim is gone: kill them with their cgroups.
+    fn drop(&mut self) {
+        for dir in job_dirs(&self.cgroup_parent) {
+            let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let (Ok(m), Ok(job)) = (
+                hostgate_agent::job::sys::CgroupJobManager::new(
+                    hostgate_agent::job::sys::CgroupConfig {
+                        parent: self.cgroup_parent.clone().into(),
+                        ..Default::default()
+                    },
+                ),
+                hostgate_agent::job::JobName::new(name),
+            ) {
+                use hostgate_agent::job::JobManager as _;
+                let _ = m.remove_stale(&job);
+            }
+        }
+        for root in CGROUP_ROOTS {
+            let _ = fs::remove_dir(Path::new(root).join(&self.cgroup_parent));
+        }
+    }
 }
 
 /// What [`Node::run`] created.
@@ -94,6 +124,20 @@ impl Node {
         let kept = dir.path().join("signing.pem");
         fs::rename(&private, &kept).expect("move the private key");
         fs::write(node_dir.join("policies/policy.yaml"), policy).expect("policy");
+        let cgroup_parent = format!(
+            "hostgate-shim-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        fs::write(
+            node_dir.join("shim.yaml"),
+            // The marker variable some tests add is not in any approval: tolerated here, as an
+            // admin tolerates an image's own variables.
+            format!(
+                "cgroupParent: {cgroup_parent}\ngracePeriodSeconds: 2\ntoleratedEnv: [{MARKER}]\n"
+            ),
+        )
+        .expect("shim settings");
         let shim_dir = Path::new(SHIM).parent().expect("shim directory").to_owned();
         let options = ContainerdOptions::default()
             .handler(
@@ -101,8 +145,7 @@ impl Node {
                     .pod_annotation("hostgate.io/*"),
             )
             .path_prepend(shim_dir)
-            .env("HOSTGATE_NODE_DIR", node_dir.clone())
-            .env("HOSTGATE_TEST_CGROUP", "1");
+            .env("HOSTGATE_NODE_DIR", node_dir.clone());
         let containerd =
             Containerd::start(more(options)).unwrap_or_else(|e| panic!("containerd: {e}"));
         let cri = containerd.cri().expect("CRI client");
@@ -113,6 +156,7 @@ impl Node {
             signer,
             containerd,
             cri,
+            cgroup_parent,
         }
     }
 
@@ -267,26 +311,82 @@ impl Node {
 
     /// No job cgroup of the shim left.
     pub fn assert_clean(&self) {
-        let left = shim_cgroups();
+        let left = job_dirs(&self.cgroup_parent);
         assert!(left.is_empty(), "job cgroups left: {left:?}");
+    }
+
+    /// Waits until a container prints `ready` on its standard output.
+    pub fn wait_ready(&self, id: &str) {
+        if let Err(e) =
+            self.cri
+                .wait_log_line(id, hostgate_node_harness::Stream::Stdout, "ready", DEADLINE)
+        {
+            panic!("{e}\n{}", self.containerd.log_tail(40));
+        }
+    }
+
+    /// The bundle directory of task `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.containerd
+            .state_dir()
+            .join("io.containerd.runtime.v2.task/k8s.io")
+            .join(id)
+    }
+
+    /// The live shim processes serving the pod of sandbox `sandbox_id`.
+    pub fn shims_of(&self, sandbox_id: &str) -> Vec<u32> {
+        shim_processes()
+            .into_iter()
+            .filter(|(_, args)| args.iter().any(|a| a == sandbox_id))
+            .map(|(pid, _)| pid)
+            .collect()
     }
 }
 
-/// The job cgroups below the shim's parent, in every hierarchy.
-pub fn shim_cgroups() -> Vec<PathBuf> {
+/// The cgroup hierarchies jobs live in on this machine (v1 controllers and the v2 tree).
+pub const CGROUP_ROOTS: [&str; 5] = [
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/cpu,cpuacct",
+    "/sys/fs/cgroup",
+];
+
+/// The job cgroups below `parent`, in every hierarchy.
+pub fn job_dirs(parent: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for root in [
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/cpu,cpuacct",
-        "/sys/fs/cgroup",
-    ] {
-        let parent = Path::new(root).join("hostgate");
-        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
-            if entry.path().is_dir() && entry.file_name().len() == 64 {
+    for root in CGROUP_ROOTS {
+        for entry in fs::read_dir(Path::new(root).join(parent))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().is_dir() {
                 found.push(entry.path());
             }
+        }
+    }
+    found
+}
+
+/// Live `containerd-shim-hostgate-v1` processes and their arguments.
+pub fn shim_processes() -> Vec<(u32, Vec<String>)> {
+    let mut found = Vec::new();
+    for pid in hostgate_test_support::procs::all_pids() {
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let zombie = hostgate_test_support::procs::stat_of(pid).is_none_or(|s| s.state == 'Z');
+        if !zombie
+            && args
+                .first()
+                .is_some_and(|a| a.ends_with("containerd-shim-hostgate-v1"))
+        {
+            found.push((pid, args));
         }
     }
     found
