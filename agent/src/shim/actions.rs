@@ -108,7 +108,8 @@ impl Shim for HostgateShim {
             Ok(r) => r,
             Err(e) => refuse(&format!("task {}", opts.id), &GateRefusal::Spec(e)),
         };
-        if request.kind == Some(TaskKind::Container)
+        // Everything but a pod sandbox is judged here (a spec not made by CRI is refused).
+        if request.kind != Some(TaskKind::Sandbox)
             && let Err(refusal) = node_gate().admit(&request)
         {
             refuse(&request.describe(), &refusal);
