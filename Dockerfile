@@ -39,6 +39,7 @@ LABEL org.opencontainers.image.title="hostgate" \
       org.opencontainers.image.source="https://github.com/hostgate/hostgate"
 COPY --from=builder /out/hostgate /usr/local/bin/hostgate
 COPY --from=builder /out/hostgate-agent /usr/local/bin/hostgate-agent
+COPY --from=builder /out/containerd-shim-hostgate-v1 /usr/local/bin/containerd-shim-hostgate-v1
 # Non-root; the chart also sets runAsNonRoot, a read-only root file system and drops every
 # capability. Nothing here needs to write: keys, certificates and policies are mounted.
 USER 65532:65532

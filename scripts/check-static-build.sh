@@ -46,14 +46,15 @@ if [ "$build" = 1 ]; then
   # dlsym(), which a static binary cannot do, and falls back to /dev/urandom.
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --locked --profile "$profile" --target "$target" \
-      -p hostgate --bin hostgate -p hostgate-agent --bin hostgate-agent
+      -p hostgate --bin hostgate -p hostgate-agent --bin hostgate-agent \
+      --bin containerd-shim-hostgate-v1
 fi
 profile_dir="$profile"
 [ "$profile" = dev ] && profile_dir=debug
 bin_dir="${CARGO_TARGET_DIR:-$root/target}/$target/$profile_dir"
 
 echo "== static linking"
-for bin in hostgate hostgate-agent; do
+for bin in hostgate hostgate-agent containerd-shim-hostgate-v1; do
   path="$bin_dir/$bin"
   if [ ! -x "$path" ]; then
     fail "$path was not built"
@@ -89,7 +90,7 @@ if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
   jail="$(mktemp -d)"
   trap 'rm -rf "$jail"' EXIT
   chmod 0755 "$jail"
-  cp "$bin_dir/hostgate" "$bin_dir/hostgate-agent" "$jail/"
+  cp "$bin_dir/hostgate" "$bin_dir/hostgate-agent" "$bin_dir/containerd-shim-hostgate-v1" "$jail/"
   if v="$(chroot --userspec=65532:65532 "$jail" /hostgate --version 2>&1)"; then
     ok "in an empty root as 65532: hostgate --version: $v"
   else
@@ -99,6 +100,15 @@ if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null; then
     ok "in an empty root as 65532: hostgate-agent --help"
   else
     fail "in an empty root: hostgate-agent --help"
+  fi
+  # The shim's start action runs there: with no bundle it refuses in one line and exits 1.
+  shim_status=0
+  shim_out="$(TTRPC_ADDRESS=/none chroot "$jail" /containerd-shim-hostgate-v1 \
+    -namespace k8s.io -id probe -address /none start 2>&1)" || shim_status=$?
+  if [ "$shim_status" = 1 ] && printf '%s' "$shim_out" | grep -q '^hostgate refused'; then
+    ok "in an empty root: containerd-shim-hostgate-v1 start refuses cleanly: $shim_out"
+  else
+    fail "in an empty root: containerd-shim-hostgate-v1 start: status $shim_status: $shim_out"
   fi
   # The engine works there too: keygen writes to the (writable) root, check reads it back.
   if chroot "$jail" /hostgate keygen --out /keys >/dev/null 2>&1 && ls "$jail"/keys/*.pub >/dev/null 2>&1; then
@@ -147,7 +157,7 @@ fi
 
 if [ -n "$out" ]; then
   mkdir -p "$out"
-  cp "$bin_dir/hostgate" "$bin_dir/hostgate-agent" "$out/"
+  cp "$bin_dir/hostgate" "$bin_dir/hostgate-agent" "$bin_dir/containerd-shim-hostgate-v1" "$out/"
   ok "copied to $out"
 fi
 

@@ -501,7 +501,13 @@ fn signal_process(pid: u32, signal: u32) -> Result<(), InstanceError> {
 }
 
 #[cfg(not(unix))]
-fn signal_process(_pid: u32, signal: u32) -> Result<(), InstanceError> {
+fn signal_process(pid: u32, signal: u32) -> Result<(), InstanceError> {
+    whole_jobs_only(pid, signal)
+}
+
+/// Windows has no per-process signals ([`deliver`] signals the whole job instead, so this is
+/// never reached there); compiled and tested everywhere.
+pub fn whole_jobs_only(_pid: u32, signal: u32) -> Result<(), InstanceError> {
     Err(InstanceError::Signal {
         signal,
         reason: "only whole jobs can be signalled here".to_owned(),
@@ -540,6 +546,12 @@ mod tests {
         assert_eq!(exits.load(Ordering::SeqCst), 137);
         assert!(matches!(p.kill(SIGTERM, false), Err(InstanceError::Exited)));
         assert_eq!(p.delete().expect("delete").map(|e| e.status), Some(137));
+    }
+
+    #[test]
+    fn per_process_signals_are_refused_where_only_jobs_take_them() {
+        let err = whole_jobs_only(1, SIGTERM).expect_err("refused");
+        assert!(err.to_string().contains("only whole jobs"), "{err}");
     }
 
     #[test]

@@ -140,6 +140,12 @@ pub fn mount(mounts: &[RootfsMount], target: &Path) -> Result<Option<Mounted>, R
 /// Windows: `windows-layer` mounts need hcsshim; refused (see the module docs).
 #[cfg(not(target_os = "linux"))]
 pub fn mount(mounts: &[RootfsMount], _target: &Path) -> Result<Option<Mounted>, RootfsError> {
+    refuse_layers(mounts)
+}
+
+/// The native mode's answer on Windows, compiled and tested everywhere: no mount is nothing to
+/// do, any mount is one it cannot make.
+pub fn refuse_layers(mounts: &[RootfsMount]) -> Result<Option<Mounted>, RootfsError> {
     match mounts.first() {
         None => Ok(None),
         Some(m) => Err(RootfsError::Unsupported(m.kind.clone())),
@@ -179,6 +185,19 @@ mod tests {
         ]);
         assert_eq!(flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
         assert_eq!(data, ["index=off", "lowerdir=/a:/b"]);
+    }
+
+    #[test]
+    fn windows_layers_are_refused_with_a_pointer_to_delegate_mode() {
+        assert!(refuse_layers(&[]).expect("none").is_none());
+        let layer = RootfsMount {
+            kind: "windows-layer".into(),
+            source: "C:\\ProgramData\\containerd\\snapshots\\1".into(),
+            options: vec![],
+        };
+        let err = refuse_layers(&[layer]).expect_err("refused");
+        assert!(err.to_string().contains("windows-layer"), "{err}");
+        assert!(err.to_string().contains("delegate mode"), "{err}");
     }
 
     #[test]

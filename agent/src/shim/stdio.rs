@@ -31,6 +31,12 @@ pub fn open(path: &str, input: bool) -> io::Result<File> {
 /// Opens a named pipe (or file) containerd created for the task.
 #[cfg(not(unix))]
 pub fn open(path: &str, input: bool) -> io::Result<File> {
+    open_pipe_client(path, input)
+}
+
+/// The Windows form, compiled and tested everywhere: containerd serves each stream as a named
+/// pipe (`\\.\pipe\…`) that the shim opens as a client, reading or writing.
+pub fn open_pipe_client(path: &str, input: bool) -> io::Result<File> {
     if input {
         OpenOptions::new().read(true).open(path)
     } else {
@@ -42,6 +48,25 @@ pub fn open(path: &str, input: bool) -> io::Result<File> {
 mod tests {
     use super::*;
     use std::io::{Read as _, Write as _};
+
+    #[test]
+    fn pipe_clients_read_and_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stream");
+        std::fs::write(&path, "in").expect("write");
+        let p = path.to_str().expect("utf-8");
+        let mut got = String::new();
+        open_pipe_client(p, true)
+            .expect("reader")
+            .read_to_string(&mut got)
+            .expect("read");
+        assert_eq!(got, "in");
+        open_pipe_client(p, false)
+            .expect("writer")
+            .write_all(b"x")
+            .expect("write");
+        assert!(open_pipe_client(&format!("{p}.missing"), true).is_err());
+    }
 
     #[test]
     fn fifos_open_without_a_peer_and_deliver_data() {
