@@ -82,6 +82,133 @@ pub enum Command {
     /// Exit codes with --once: 0 installed or unchanged; 3 the destination could not be
     /// written; 4 the sources are invalid (or hold no key yet).
     Sync(SyncArgs),
+    /// Put containerd-shim-hostgate-v1 on this node and register the `hostgate` runtime handler.
+    ///
+    /// Copies the shim beside the `containerd` executable (atomically, keeping the previous one
+    /// as `.previous`), adds the handler (`runtime_type = "io.containerd.hostgate.v1"`,
+    /// `pod_annotations = ["hostgate.io/*", "microsoft.com/hostprocess-*"]`) to containerd's
+    /// configuration, to the main file for config version 2 (containerd 1.6/1.7) or as a
+    /// drop-in under `imports` for version 3 (2.x), keeping every other line of the file and a
+    /// backup of it; has containerd load the result; restarts containerd when asked; labels
+    /// the node `hostgate.io/node=ready` when asked, once containerd answers. A second run
+    /// changes nothing and says so. A configuration it cannot understand (not TOML, unknown
+    /// version, read-only, a `hostgate` handler defined differently) is refused untouched; if
+    /// containerd rejects the edit or does not come back, the previous configuration is put
+    /// back and the node is not labelled.
+    ///
+    /// Exit codes: 0 installed or nothing to do; 3 failed (the node is left as it was).
+    Install(InstallArgs),
+    /// Undo `install`: remove the node label, restore containerd's configuration (byte for
+    /// byte from the backup while it is as installed, else remove only the handler), restart
+    /// containerd when asked, remove the shim.
+    Uninstall(InstallArgs),
+}
+
+/// `hostgate-agent install` and `uninstall`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// containerd's configuration file.
+    #[arg(long, default_value_os_t = crate::install::default_config_path())]
+    pub containerd_config: PathBuf,
+    /// Where the shim goes (default: beside the `containerd` executable found on PATH).
+    #[arg(long)]
+    pub shim_dir: Option<PathBuf>,
+    /// The shim to install (default: containerd-shim-hostgate-v1 beside this executable).
+    #[arg(long)]
+    pub shim_binary: Option<PathBuf>,
+    /// The configuration's version: `auto` reads the file's `version` key.
+    #[arg(long, value_enum, default_value_t = ConfigVersion::Auto)]
+    pub config_version: ConfigVersion,
+    /// Print what would change (as a diff) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How containerd is restarted after its configuration changed.
+    #[arg(long, value_enum, default_value_t = Restart::None)]
+    pub restart: Restart,
+    /// containerd's address, waited for after a restart.
+    #[arg(long, default_value_os_t = crate::install::restart::default_address())]
+    pub containerd_address: PathBuf,
+    /// The containerd executable that loads the edited configuration before a restart
+    /// (default: `containerd` on PATH; without one the check is skipped).
+    #[arg(long)]
+    pub containerd: Option<PathBuf>,
+    /// Seconds containerd may take to answer after a restart.
+    #[arg(long, default_value_t = 60)]
+    pub restart_timeout: u64,
+    /// Label this Node `hostgate.io/node=ready` when done (in-cluster credentials); uninstall
+    /// removes the label first.
+    #[arg(long, value_name = "NODE")]
+    pub label_node: Option<String>,
+    /// Hand admitted containers to the platform's own shim (containerd-shim-runhcs-v1 on
+    /// Windows, containerd-shim-runc-v2 on Linux) instead of running them as jobs.
+    #[arg(long)]
+    pub delegate: bool,
+    /// The node directory whose `shim.yaml` records the mode (default: $HOSTGATE_NODE_DIR, or
+    /// the platform's default).
+    #[arg(long)]
+    pub node_dir: Option<PathBuf>,
+}
+
+/// `--config-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConfigVersion {
+    /// Read the file's `version`.
+    Auto,
+    /// containerd 1.6/1.7.
+    #[value(name = "2")]
+    V2,
+    /// containerd 2.x.
+    #[value(name = "3")]
+    V3,
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Restart {
+    /// `systemctl restart containerd`.
+    Systemd,
+    /// The Windows service `containerd`.
+    WindowsService,
+    /// Do not restart.
+    None,
+}
+
+impl InstallArgs {
+    /// The install options these flags describe.
+    pub fn options(&self) -> crate::install::Options {
+        use crate::install::{Options, RestartMode, SHIM_BINARY, Version};
+        let shim_binary = self.shim_binary.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join(SHIM_BINARY)))
+                .unwrap_or_else(|| PathBuf::from(SHIM_BINARY))
+        });
+        Options {
+            config: self.containerd_config.clone(),
+            version: match self.config_version {
+                ConfigVersion::Auto => None,
+                ConfigVersion::V2 => Some(Version::V2),
+                ConfigVersion::V3 => Some(Version::V3),
+            },
+            shim_dir: self.shim_dir.clone(),
+            shim_binary,
+            dry_run: self.dry_run,
+            restart: match self.restart {
+                Restart::Systemd => RestartMode::Systemd,
+                Restart::WindowsService => RestartMode::WindowsService,
+                Restart::None => RestartMode::None,
+            },
+            containerd: self.containerd.clone(),
+            address: self.containerd_address.clone(),
+            restart_timeout: Duration::from_secs(self.restart_timeout),
+            label_node: self.label_node.clone(),
+            delegate: self.delegate,
+            node_dir: self
+                .node_dir
+                .clone()
+                .unwrap_or_else(crate::install::default_node_dir),
+        }
+    }
 }
 
 /// `hostgate-agent sync`.

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod install;
 pub mod job;
 pub mod kubelet;
 #[cfg(any(target_os = "linux", windows))]

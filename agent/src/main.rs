@@ -40,6 +40,26 @@ fn main() -> ExitCode {
             }
         },
         Command::Sync(args) => ExitCode::from(args.execute(&stop)),
+        Command::Install(args) => report(hostgate_agent::install::install(&args.options())),
+        Command::Uninstall(args) => report(hostgate_agent::install::uninstall(&args.options())),
+    }
+}
+
+/// Prints what `install`/`uninstall` did (or why not) and gives the exit code.
+fn report(
+    result: Result<hostgate_agent::install::Report, hostgate_agent::install::InstallError>,
+) -> ExitCode {
+    match result {
+        Ok(report) => {
+            for line in report.lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("hostgate-agent: {}", DisplayChain(&err));
+            ExitCode::from(EXIT_AGENT_ERROR)
+        }
     }
 }
 

@@ -72,7 +72,11 @@ impl Cri {
     /// reconnect by themselves after [`Containerd::restart`](crate::Containerd::restart),
     /// others call [`Cri::reconnect`].
     pub fn connect(socket: &Path, log_root: &Path) -> Result<Self, HarnessError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // One worker thread drives the connection between calls: a current-thread runtime
+        // only runs it inside `block_on`, so an idle client never answers containerd's GOAWAY
+        // and a SIGTERM'd containerd waits for it (until killed) instead of exiting.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| HarnessError::io("building a tokio runtime", e))?;

@@ -114,6 +114,21 @@ impl Node {
         policy: &str,
         more: impl FnOnce(ContainerdOptions) -> ContainerdOptions,
     ) -> Self {
+        Self::start_inner(policy, true, more)
+    }
+
+    /// A node whose containerd does not know the `hostgate` handler yet (for the installer);
+    /// `shim_dir` is on containerd's `PATH`.
+    pub fn start_without_handler(policy: &str, shim_dir: &Path) -> Self {
+        let dir = shim_dir.to_owned();
+        Self::start_inner(policy, false, move |o| o.path_prepend(dir))
+    }
+
+    fn start_inner(
+        policy: &str,
+        handler: bool,
+        more: impl FnOnce(ContainerdOptions) -> ContainerdOptions,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let node_dir = dir.path().join("node");
         fs::create_dir_all(node_dir.join("trust")).expect("trust dir");
@@ -138,14 +153,16 @@ impl Node {
             ),
         )
         .expect("shim settings");
-        let shim_dir = Path::new(SHIM).parent().expect("shim directory").to_owned();
-        let options = ContainerdOptions::default()
-            .handler(
-                RuntimeHandler::new("hostgate", "io.containerd.hostgate.v1")
-                    .pod_annotation("hostgate.io/*"),
-            )
-            .path_prepend(shim_dir)
-            .env("HOSTGATE_NODE_DIR", node_dir.clone());
+        let mut options = ContainerdOptions::default().env("HOSTGATE_NODE_DIR", node_dir.clone());
+        if handler {
+            let shim_dir = Path::new(SHIM).parent().expect("shim directory").to_owned();
+            options = options
+                .handler(
+                    RuntimeHandler::new("hostgate", "io.containerd.hostgate.v1")
+                        .pod_annotation("hostgate.io/*"),
+                )
+                .path_prepend(shim_dir);
+        }
         let containerd =
             Containerd::start(more(options)).unwrap_or_else(|e| panic!("containerd: {e}"));
         let cri = containerd.cri().expect("CRI client");
