@@ -120,6 +120,21 @@ impl Shim for HostgateShim {
             request.pod.sandbox_id.clone()
         };
         let own = grouping == opts.id;
+        // A later container of a pod whose shim is up: answer with that shim's address rather
+        // than spawning a process only to find the socket taken (what 0.11's spawn does).
+        if !own {
+            let address =
+                containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+            if serves(&address) {
+                write_file(&bundle.join("address"), &address)?;
+                let sandbox_pid =
+                    fs::read_to_string(bundle.with_file_name(&grouping).join("shim.pid"));
+                if let Ok(pid) = sandbox_pid {
+                    write_file(&bundle.join("shim.pid"), pid.trim())?;
+                }
+                return Ok(address);
+            }
+        }
         let (pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
         // containerd reads these after a restart to reconnect to running shims; 0.11's
         // synchronous spawn writes neither for a new shim.
@@ -196,6 +211,22 @@ fn write_file(path: &Path, text: &str) -> containerd_shim::Result<()> {
         })
 }
 
+/// Whether a shim answers at `address` (`unix://…` on Unix; a named pipe on Windows).
+fn serves(address: &str) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(address.trim_start_matches("unix://")).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(address)
+            .is_ok()
+    }
+}
+
 /// What a shim that died (SIGKILL, OOM) leaves of task `id`, removed: the job and its
 /// processes, the root file system mount, and the pod's socket if nothing serves it.
 pub fn cleanup_dead_task(bundle: &Path, id: &str) {
@@ -218,11 +249,10 @@ pub fn cleanup_dead_task(bundle: &Path, id: &str) {
         log::warn!("cannot unmount {}: {e}", target.display());
     }
     #[cfg(unix)]
-    if let Ok(address) = fs::read_to_string(bundle.join("address")) {
-        let path = address.trim().trim_start_matches("unix://");
-        if std::os::unix::net::UnixStream::connect(path).is_err() {
-            let _ = fs::remove_file(path);
-        }
+    if let Ok(address) = fs::read_to_string(bundle.join("address"))
+        && !serves(address.trim())
+    {
+        let _ = fs::remove_file(address.trim().trim_start_matches("unix://"));
     }
 }
 
