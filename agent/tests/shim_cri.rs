@@ -498,3 +498,60 @@ fn a_runc_pod_on_the_same_containerd_is_unaffected() {
     node.teardown(&hostgate);
     node.assert_clean();
 }
+
+#[test]
+fn delegate_mode_runs_approved_containers_under_runc_and_refuses_before_it() {
+    skip_unless!(Prereq::RUNC);
+    let node = Node::start(POLICY);
+    let settings = node.node_dir.join("shim.yaml");
+    let mut text = fs::read_to_string(&settings).expect("settings");
+    text.push_str("mode: delegate\n");
+    fs::write(&settings, text).expect("delegate mode");
+
+    let approved = node.approve(&pod_yaml(
+        "delegated",
+        "[sh, -c, 'echo pid=$$$$; exit 5']",
+        "",
+    ));
+    let run = node.run(&approved);
+    let info = node
+        .cri
+        .wait_container_exited(&run.containers[0], DEADLINE)
+        .expect("exits");
+    assert_eq!(info.exit_code, 5, "{info:?}");
+    // runc ran it: the shell is process 1 of the container's own pid namespace (`$$$$` is the
+    // kubelet's escape for the shell's `$$`).
+    let lines = read_cri_log(&info.log_path).expect("log");
+    assert_eq!(lines, [(Stream::Stdout, "pid=1".to_owned())]);
+    assert!(
+        node.shims_of(&run.pod.id).is_empty(),
+        "no hostgate shim serves a delegated pod"
+    );
+    node.teardown(&run);
+
+    let unsigned = node.unsigned(&pod_yaml("delegate-refused", "[sh, -c, 'echo no']", ""));
+    let pod = node
+        .cri
+        .run_pod_sandbox(&node.pod_spec(&unsigned))
+        .expect("sandbox");
+    let id = node
+        .cri
+        .create_container(&pod.id, &node.container_specs(&unsigned)[0], &pod.config)
+        .expect("create");
+    let err = node
+        .cri
+        .start_container(&id)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("hostgate refused"), "{err}");
+    assert!(err.contains("not signed"), "{err}");
+    // runc never heard of the refused container.
+    let runc = std::process::Command::new("runc")
+        .args(["--root", "/run/containerd/runc/k8s.io", "state", &id])
+        .output()
+        .expect("runc");
+    assert!(!runc.status.success(), "runc knows the refused container");
+    node.cri.remove_container(&id).expect("remove");
+    node.cri.stop_pod_sandbox(&pod.id).expect("stop");
+    node.cri.remove_pod_sandbox(&pod.id).expect("remove");
+}

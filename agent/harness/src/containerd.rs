@@ -609,9 +609,14 @@ impl Containerd {
                 "  container_annotations = {}",
                 toml_array(&h.container_annotations)
             );
-            let _ = writeln!(w, "\n[{table}.options]");
-            for (k, v) in &h.options {
-                let _ = writeln!(w, "  {} = {}", toml_str(k), toml_value(v)?);
+            // No table without options: containerd then passes no runtime options to the shim
+            // at all, as with a handler an admin writes without one (an empty table still
+            // sends an empty `runtimeoptions.v1.Options`, which other runtimes' shims refuse).
+            if !h.options.is_empty() {
+                let _ = writeln!(w, "\n[{table}.options]");
+                for (k, v) in &h.options {
+                    let _ = writeln!(w, "  {} = {}", toml_str(k), toml_value(v)?);
+                }
             }
         }
         Ok(c)

@@ -102,6 +102,11 @@ pub enum InstallError {
     /// The node label could not be changed.
     #[error("labelling the node")]
     Label(#[source] label::LabelError),
+    /// Delegate mode with a containerd 2.x configuration.
+    #[error(
+        "--delegate needs containerd 1.6/1.7 (config version 2): containerd 2.x runs a task-API-v3 shim's start action only for a pod's first container, so the later ones would reach the platform's shim unchecked"
+    )]
+    DelegateNeedsV2,
 }
 
 /// What was (or, with `--dry-run`, would be) done, one line each.

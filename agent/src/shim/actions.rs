@@ -12,7 +12,7 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, Shim, StartOpts};
 
 use super::gate::{Gate, GateRefusal};
-use super::node::NodeDir;
+use super::node::{NodeDir, RunMode};
 use super::request::{RuntimeRequest, TaskKind};
 use super::runtime::NodeRuntime;
 use super::service::Service;
@@ -256,8 +256,51 @@ pub fn cleanup_dead_task(bundle: &Path, id: &str) {
     }
 }
 
+/// Delegate mode's `start` and `delete`: the gate (for `start`), then the platform's shim with
+/// this process's arguments, standard streams and working directory; its exit status is ours.
+/// `None`: not delegating (native mode, or another action).
+fn delegated() -> Option<i32> {
+    let action = std::env::args().next_back()?;
+    if action != "start" && action != "delete" {
+        return None;
+    }
+    let node = NodeDir::from_env();
+    let settings = node.settings().ok()?;
+    if settings.mode != RunMode::Delegate {
+        return None;
+    }
+    if action == "start" {
+        let bundle = env::current_dir().unwrap_or_default();
+        let request = match RuntimeRequest::read_bundle(&bundle) {
+            Ok(r) => r,
+            Err(e) => refuse("task", &GateRefusal::Spec(e)),
+        };
+        if request.kind != Some(TaskKind::Sandbox)
+            && let Err(refusal) = node_gate().admit(&request)
+        {
+            refuse(&request.describe(), &refusal);
+        }
+    }
+    let status = std::process::Command::new(&settings.delegate_shim)
+        .args(std::env::args_os().skip(1))
+        .status();
+    Some(match status {
+        Ok(s) => s.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!(
+                "hostgate: cannot start the delegate shim {}: {e}",
+                settings.delegate_shim
+            );
+            1
+        }
+    })
+}
+
 /// Runs the shim (the binary's `main`).
 pub fn run() {
+    if let Some(code) = delegated() {
+        std::process::exit(code);
+    }
     let config = Config {
         // The job layer waits for its own children (std's `Child`); containerd-shim's reaper
         // would take their exit statuses first.

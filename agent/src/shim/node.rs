@@ -50,6 +50,19 @@ pub enum RunMode {
     /// The shim runs the container itself, as a job.
     #[default]
     Native,
+    /// After the gate, the platform's own shim takes over (`delegateShim`), started with
+    /// exactly the arguments, standard streams and working directory containerd gave this
+    /// one: hcsshim keeps running the job containers, hostgate adds the approval check.
+    Delegate,
+}
+
+/// The platform's stock shim for delegate mode.
+pub fn default_delegate_shim() -> String {
+    if cfg!(windows) {
+        "containerd-shim-runhcs-v1.exe".to_owned()
+    } else {
+        "containerd-shim-runc-v2".to_owned()
+    }
 }
 
 /// The shim's settings (`<node dir>/shim.yaml`; every field optional).
@@ -70,6 +83,8 @@ pub struct Settings {
     pub cgroup_parent: String,
     /// How admitted containers are run.
     pub mode: RunMode,
+    /// The shim delegate mode hands containers to (a name looked up on `PATH`, or a path).
+    pub delegate_shim: String,
 }
 
 impl Default for Settings {
@@ -80,6 +95,7 @@ impl Default for Settings {
             grace_period_seconds: 5,
             cgroup_parent: "hostgate".to_owned(),
             mode: RunMode::Native,
+            delegate_shim: default_delegate_shim(),
         }
     }
 }
