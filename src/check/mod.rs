@@ -33,8 +33,13 @@ use crate::manifest::ReadError;
 use crate::object::Workload;
 use crate::policy::PolicySet;
 use crate::policy::load::load_policies;
+use crate::rules::ids;
 use crate::rules::structural::StructuralOptions;
 use objects::{Expanded, Read, Tree};
+
+/// Why a document without `apiVersion` and `kind` is not judged.
+pub const NOT_AN_OBJECT: &str =
+    "not a Kubernetes object (neither apiVersion nor kind; --strict makes this an error)";
 
 /// Everything a check needs besides its inputs.
 #[derive(Debug)]
@@ -52,6 +57,13 @@ pub struct CheckOptions {
     /// Judge HostProcess objects as the mutating webhook would default them (as the cluster
     /// does), rather than exactly as written.
     pub apply_defaults: bool,
+    /// Documents with neither `apiVersion` nor `kind` are errors instead of being skipped as
+    /// "not a Kubernetes object".
+    pub strict: bool,
+    /// A HostProcess object must be admitted by a policy (`HG-MATCH-01` otherwise). False for
+    /// `--no-policies` and `--profile structural`, which judge only the structural rules and
+    /// the profile.
+    pub require_admission: bool,
 }
 
 impl CheckOptions {
@@ -64,6 +76,8 @@ impl CheckOptions {
             structural: StructuralOptions::default(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             apply_defaults: true,
+            strict: false,
+            require_admission: true,
         }
     }
 }
@@ -168,6 +182,15 @@ impl Run<'_> {
                 namespace: u.namespace,
                 name: u.name,
             }),
+            Read::NotObject if self.opts.strict => self.report.errors.push(InputError {
+                file: source.file,
+                document: Some(source.document),
+                item: source.item,
+                line: source.line,
+                path: None,
+                message: NOT_AN_OBJECT.to_owned(),
+            }),
+            Read::NotObject => self.report.not_objects.push(source),
             Read::Bad(e) => {
                 let (path, message) = objects::describe(e);
                 self.report.errors.push(InputError {
@@ -213,6 +236,12 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
             ..Default::default()
         },
     };
+    let mut decision = decision;
+    if !opts.require_admission {
+        // No policy is loaded, so admission can only have said "no policy matches".
+        decision.denials.retain(|f| f.rule != ids::NO_POLICY);
+        decision.allowed = decision.denials.is_empty();
+    }
     ObjectResult {
         source,
         api_version: w.kind().api_version(),

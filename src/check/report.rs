@@ -213,6 +213,7 @@ impl fmt::Display for InputError {
 
 /// Counts over a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// Files read (or attempted).
     pub files: usize,
@@ -228,6 +229,8 @@ pub struct Summary {
     pub denied: usize,
     /// Objects of kinds hostgate does not judge.
     pub skipped: usize,
+    /// Documents with neither `apiVersion` nor `kind` (Helm values, kustomizations, schemas).
+    pub not_objects: usize,
     /// Unreadable inputs and invalid objects.
     pub errors: usize,
 }
@@ -241,6 +244,8 @@ pub struct Report {
     pub results: Vec<ObjectResult>,
     /// Objects of kinds hostgate does not judge.
     pub skipped: Vec<Skipped>,
+    /// Documents that are not Kubernetes objects (neither `apiVersion` nor `kind`).
+    pub not_objects: Vec<SourceRef>,
     /// Unreadable inputs and invalid objects.
     pub errors: Vec<InputError>,
 }
@@ -252,6 +257,7 @@ impl Report {
             files: self.files,
             objects: self.results.len(),
             skipped: self.skipped.len(),
+            not_objects: self.not_objects.len(),
             errors: self.errors.len(),
             ..Summary::default()
         };

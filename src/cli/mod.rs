@@ -29,6 +29,22 @@ pub struct Cli {
 pub enum Command {
     /// Check manifests against HostProcess policies, offline (as the webhook would judge them).
     ///
+    /// Which rules run:
+    ///
+    /// - by default: the apiserver's own validation (HP-API-*), then hostgate's policies (HG-*,
+    ///   from --policies, ./policies or $HOSTGATE_POLICIES; a HostProcess object no policy admits
+    ///   is denied, HG-MATCH-01), on HostProcess objects defaulted as the mutating webhook would;
+    ///
+    /// - --profile baseline: adds Pod Security Admission's check (HP-PSA-01) everywhere;
+    ///
+    /// - --no-policies: HP-API-* only, plus HP-PSA-01 with --profile baseline; no policy is
+    ///   needed to admit a HostProcess object;
+    ///
+    /// - --profile structural: HP-API-* only, on the objects exactly as written (no policies,
+    ///   no defaults): would the apiserver accept this as written?
+    ///
+    /// - --no-defaults: whatever runs, on the objects exactly as written.
+    ///
     /// Exit status: 0 when every object is allowed, 1 when one is denied (or warned about, with
     /// --fail-on warn), 2 for unreadable or invalid input, bad policies or bad usage.
     Check(CheckArgs),
@@ -62,7 +78,8 @@ pub struct CheckArgs {
     #[arg(short = 'p', long = "policies", value_name = "DIR")]
     pub policies: Vec<PathBuf>,
 
-    /// Load no policy files: only the structural rules and --profile apply.
+    /// Load no policy files: only the structural rules (HP-API-*) and --profile apply, and a
+    /// HostProcess object needs no policy to admit it.
     #[arg(long, conflicts_with = "policies")]
     pub no_policies: bool,
 
@@ -71,7 +88,8 @@ pub struct CheckArgs {
     #[arg(long)]
     pub no_defaults: bool,
 
-    /// Add a built-in profile that applies everywhere.
+    /// baseline: add Pod Security Admission's HostProcess check everywhere; structural: only
+    /// what the apiserver itself refuses (HP-API-*), as written, with no policies and no defaults.
     #[arg(long, value_enum, value_name = "PROFILE")]
     pub profile: Option<ProfileArg>,
 
@@ -109,9 +127,15 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 
-    /// Also list the objects skipped because hostgate does not judge their kind.
+    /// Also list the objects skipped because hostgate does not judge their kind, and the
+    /// documents that are not Kubernetes objects (neither apiVersion nor kind).
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Documents with neither apiVersion nor kind (Helm values, kustomization.yaml, JSON
+    /// schemas…) are errors (exit 2) instead of being skipped and counted.
+    #[arg(long)]
+    pub strict: bool,
 
     /// Text output: only objects with findings, and the summary.
     #[arg(short, long, conflicts_with = "verbose")]
@@ -135,10 +159,12 @@ pub struct TestArgs {
 }
 
 /// `--profile`
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
     /// Pod Security Admission's baseline windowsHostProcess check.
     Baseline,
+    /// Only the apiserver's own validation, on the objects as written.
+    Structural,
 }
 
 /// `hostgate check -o`
@@ -215,7 +241,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let policy_paths = if args.no_policies {
+    let structural_only = args.profile == Some(ProfileArg::Structural);
+    if structural_only && !args.policies.is_empty() {
+        bail!("--profile structural loads no policies: drop --policies");
+    }
+    let no_policies = args.no_policies || structural_only;
+    let policy_paths = if no_policies {
         Vec::new()
     } else if !args.policies.is_empty() {
         args.policies.clone()
@@ -233,7 +264,10 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
             ),
         }
     };
-    let profile = args.profile.map(|ProfileArg::Baseline| Profile::Baseline);
+    let profile = match args.profile {
+        Some(ProfileArg::Baseline) => Some(Profile::Baseline),
+        Some(ProfileArg::Structural) | None => None,
+    };
     let policies = policy_load::load_policies(&policy_paths, profile)
         .map_err(|e| anyhow::anyhow!("policies could not be loaded:\n{e}"))?;
 
@@ -253,7 +287,9 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
             ..StructuralOptions::default()
         },
         max_file_size: args.max_file_size,
-        apply_defaults: !args.no_defaults,
+        apply_defaults: !args.no_defaults && !structural_only,
+        strict: args.strict,
+        require_admission: !no_policies,
     };
     let inputs: Vec<Input> = args
         .paths

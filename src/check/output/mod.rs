@@ -185,6 +185,7 @@ pub(crate) mod fixtures {
                 namespace: None,
                 name: Some("svc".into()),
             }],
+            not_objects: vec![source("chart/values.yaml", 1, None)],
             errors: vec![InputError {
                 file: Arc::from("bad file's \"name\".yaml"),
                 document: Some(2),
