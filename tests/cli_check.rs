@@ -713,3 +713,54 @@ fn an_annotation_only_host_process_pod_is_told_which_annotation_made_it_one() {
         "{out}"
     );
 }
+
+/// Findings on the file as written: PSA's text for the container-level-only pod, the defaults
+/// reported on their own, and every format pointing at the `hostProcess: true` line.
+#[test]
+fn findings_point_at_the_field_as_written_in_every_format() {
+    let file = data("modes/container-level.yaml");
+    let args = ["check", "--no-policies", "--profile", "baseline"];
+    let (code, out, _) = stdout_of(hostgate().args(args).arg(&file));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  deny  [HP-PSA-01] spec.containers[0].securityContext.windowsOptions.hostProcess: hostProcess (container \"agent\" must not set securityContext.windowsOptions.hostProcess=true) (policy builtin-baseline; container \"agent\")\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  would be defaulted: spec.securityContext.windowsOptions.hostProcess: set to true, as every container sets it\n"),
+        "{out}"
+    );
+
+    let (_, sarif, _) = stdout_of(hostgate().args(args).args(["-o", "sarif", &file]));
+    let v: Value = serde_json::from_str(&sarif).expect("sarif");
+    let result = &v["runs"][0]["results"][0];
+    assert_eq!(result["ruleId"], "HP-PSA-01");
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"],
+        serde_json::json!({"startLine": 14, "startColumn": 9})
+    );
+
+    let (_, json, _) = stdout_of(hostgate().args(args).args(["-o", "json", &file]));
+    let v: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        v["results"][0]["locations"]["spec.containers[0].securityContext.windowsOptions.hostProcess"],
+        serde_json::json!({"line": 14, "column": 9})
+    );
+
+    let (_, junit, _) = stdout_of(hostgate().args(args).args(["-o", "junit", &file]));
+    let doc = roxmltree::Document::parse(&junit).expect("xml");
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .expect("testcase");
+    assert_eq!(case.attribute("line"), Some("14"));
+    let failure = case
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .and_then(|n| n.text())
+        .unwrap_or("");
+    assert!(
+        failure.contains("(at tests/data/cli/modes/container-level.yaml:14:9)"),
+        "{failure}"
+    );
+}

@@ -1,6 +1,7 @@
 //! What `hostgate check` found: one [`ObjectResult`] per judged object, the objects it skipped,
 //! and the inputs it could not read.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -139,6 +140,10 @@ pub struct ObjectResult {
     /// What hostgate's mutating webhook would fill in before judging (see `crate::defaults`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub defaulted: Vec<crate::defaults::Change>,
+    /// Where each finding's field is in the file, by field path: the field itself, or its
+    /// deepest ancestor that the file has (a required field that is missing).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, super::position::Position>,
 }
 
 /// An object of a kind hostgate does not judge (a Service, a ConfigMap…).
@@ -291,6 +296,7 @@ mod tests {
     fn result(outcome: Outcome) -> ObjectResult {
         ObjectResult {
             defaulted: Vec::new(),
+            locations: BTreeMap::new(),
             source: SourceRef {
                 file: Arc::from("f.yaml"),
                 document: 1,

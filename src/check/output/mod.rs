@@ -94,6 +94,7 @@ pub(crate) mod fixtures {
     fn result(name: &str, file: &str, decision: Decision) -> ObjectResult {
         ObjectResult {
             defaulted: Vec::new(),
+            locations: std::collections::BTreeMap::new(),
             source: source(file, 1, None),
             api_version: "apps/v1",
             kind: "DaemonSet",

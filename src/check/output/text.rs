@@ -72,6 +72,18 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 writeln!(w, "  {}{label}{} {f}", p.start(color), p.end())?;
             }
         }
+        if r.outcome != Outcome::Allowed || !opts.quiet {
+            for c in &r.defaulted {
+                writeln!(
+                    w,
+                    "  {}would be defaulted{}: {}: {}",
+                    p.start(DIM),
+                    p.end(),
+                    c.path,
+                    c.description
+                )?;
+            }
+        }
     }
     if opts.verbose {
         for s in &report.skipped {
