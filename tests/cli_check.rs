@@ -764,3 +764,45 @@ fn findings_point_at_the_field_as_written_in_every_format() {
         "{failure}"
     );
 }
+
+/// `hostgate suggest` prints policies that `hostgate check -p` reads and that admit the input.
+#[test]
+fn suggest_prints_policies_that_admit_exactly_the_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = [
+        data("manifests/denied.yaml"),
+        data("modes/container-level.yaml"),
+    ];
+    let (code, yaml, err) = stdout_of(hostgate().args(["suggest", "--mode", "Audit"]).args(&input));
+    assert_eq!(code, 0, "{err}");
+    assert!(yaml.contains("kind: HostProcessPolicy\n"), "{yaml}");
+    assert!(yaml.contains("  mode: Audit\n"), "{yaml}");
+    assert!(
+        yaml.contains(
+            "#   DaemonSet agents/rogue (tests/data/cli/manifests/denied.yaml, document 1)\n"
+        ),
+        "{yaml}"
+    );
+    let policies = dir.path().join("suggested.yaml");
+    std::fs::write(&policies, &yaml).expect("write");
+    let (code, out, err) = stdout_of(
+        hostgate()
+            .args(["check", "--fail-on", "audit", "--policies"])
+            .arg(&policies)
+            .args(&input),
+    );
+    assert_eq!(code, 0, "{out}{err}\n{yaml}");
+    // Standard input, and bad input exits 2.
+    hostgate()
+        .args(["suggest", "-"])
+        .write_stdin(std::fs::read(data("manifests/denied.yaml")).expect("read"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "serviceAccounts: ['agents/default']",
+        ));
+    hostgate()
+        .args(["suggest", &data("bad/wrong-api.yaml")])
+        .assert()
+        .code(2);
+}

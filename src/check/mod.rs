@@ -18,6 +18,7 @@ mod objects;
 pub mod output;
 pub mod position;
 pub mod report;
+pub mod suggest;
 pub mod suite;
 pub mod yaml;
 
@@ -99,12 +100,46 @@ pub fn check(inputs: &[Input], opts: &CheckOptions) -> Report {
     report
 }
 
+/// Reads every judged kind of object in `inputs` without judging it (for `hostgate suggest`);
+/// skipped kinds, non-objects and errors go to the report as `hostgate check` counts them.
+pub fn read_objects(inputs: &[Input], opts: &CheckOptions) -> (Vec<(SourceRef, Workload)>, Report) {
+    let mut report = Report::default();
+    let mut objects = Vec::new();
+    let files = input::expand(inputs, &mut report.errors);
+    report.files += report.errors.len();
+    for file in &files {
+        report.files += 1;
+        match input::read(file, opts.max_file_size) {
+            Ok(bytes) => read_bytes(
+                &mut report,
+                Arc::clone(&file.name),
+                &bytes,
+                opts,
+                Some(&mut objects),
+            ),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    (objects, report)
+}
+
 /// Checks the objects in one file's bytes, adding to `report`.
 pub fn check_bytes(report: &mut Report, file: Arc<str>, bytes: &[u8], opts: &CheckOptions) {
+    read_bytes(report, file, bytes, opts, None);
+}
+
+fn read_bytes(
+    report: &mut Report,
+    file: Arc<str>,
+    bytes: &[u8],
+    opts: &CheckOptions,
+    keep: Option<&mut Vec<(SourceRef, Workload)>>,
+) {
     let mut run = Run {
         report,
         opts,
         file: &file,
+        keep,
     };
     if let Some(parsed) = yaml::parse_file(bytes) {
         for d in &parsed.docs {
@@ -154,6 +189,8 @@ struct Run<'r> {
     report: &'r mut Report,
     opts: &'r CheckOptions,
     file: &'r Arc<str>,
+    /// Keep the objects here instead of judging them ([`read_objects`]).
+    keep: Option<&'r mut Vec<(SourceRef, Workload)>>,
 }
 
 /// Where a field path of the current document is.
@@ -194,6 +231,11 @@ impl Run<'_> {
 
     fn object<T: Tree>(&mut self, t: &T, source: SourceRef, locate: Locate<'_>) {
         match objects::read_object(t) {
+            Read::Judged(w) if self.keep.is_some() => {
+                if let Some(keep) = self.keep.as_mut() {
+                    keep.push((source, *w));
+                }
+            }
             Read::Judged(w) => {
                 let mut result = judge(&w, source, self.opts);
                 for f in result.decision.findings() {

@@ -48,6 +48,13 @@ pub enum Command {
     /// Exit status: 0 when every object is allowed, 1 when one is denied (or warned about, with
     /// --fail-on warn), 2 for unreadable or invalid input, bad policies or bad usage.
     Check(CheckArgs),
+    /// Print the least-privilege HostProcessPolicy set that admits exactly the HostProcess pods
+    /// and workload templates given: one policy per namespace and service account, pinning
+    /// their images, accounts, annotations, volume types, host paths and limits.
+    ///
+    /// The output is YAML for `hostgate check --policies`; start with --mode Audit in a
+    /// running cluster. Exit status: 0, or 2 for unreadable or invalid input.
+    Suggest(SuggestArgs),
     /// Run the policy test cases (hostgate-test.yaml) found below each directory.
     ///
     /// Exit status: 0 when every case passes, 1 when one fails, 2 for malformed test files.
@@ -142,6 +149,40 @@ pub struct CheckArgs {
     pub quiet: bool,
 }
 
+/// `hostgate suggest`
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// Manifest files, directories (read recursively), or - for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// The mode of the suggested policies: Audit or Warn for a first rollout, then Enforce.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ModeArg::Enforce)]
+    pub mode: ModeArg,
+
+    /// Namespace of objects that set no metadata.namespace.
+    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Largest input file read (bytes, or with a unit: 512Ki, 16Mi, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = input::parse_size)]
+    pub max_file_size: u64,
+}
+
+/// `--mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Refuse what breaks the policy.
+    #[value(name = "Enforce")]
+    Enforce,
+    /// Admit it with warnings.
+    #[value(name = "Warn")]
+    Warn,
+    /// Admit it and record audit findings.
+    #[value(name = "Audit")]
+    Audit,
+}
+
 /// `hostgate test`
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -232,6 +273,7 @@ fn parse_label(s: &str) -> Result<(String, String, String), String> {
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Suggest(args) => suggest(args),
         Command::Test(args) => test(args),
         Command::Serve(args) => server::serve(*args),
         Command::Mutate(args) => server::mutate(args),
@@ -321,6 +363,39 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         .context("writing errors")?;
     write_stdout(|w| output::write_report(w, &report, &out_opts))?;
     Ok(report.status(fail_on).exit_code())
+}
+
+fn suggest(args: SuggestArgs) -> anyhow::Result<u8> {
+    let mut opts = CheckOptions::new(hostgate::policy::PolicySet::default());
+    opts.max_file_size = args.max_file_size;
+    let inputs: Vec<Input> = args
+        .paths
+        .iter()
+        .map(|p| Input::from_arg(p.clone()))
+        .collect();
+    let (objects, report) = check::read_objects(&inputs, &opts);
+    let color = ColorArg::Auto.enabled(io::stderr().is_terminal());
+    output::text::write_errors(&mut io::stderr().lock(), &report, color)
+        .context("writing errors")?;
+    if !report.errors.is_empty() {
+        return Ok(2);
+    }
+    let suggestion = check::suggest::suggest(
+        &objects,
+        &check::suggest::SuggestOptions {
+            mode: match args.mode {
+                ModeArg::Enforce => hostgate::policy::Mode::Enforce,
+                ModeArg::Warn => hostgate::policy::Mode::Warn,
+                ModeArg::Audit => hostgate::policy::Mode::Audit,
+            },
+            default_namespace: args.namespace,
+        },
+    );
+    for reason in &suggestion.left_out {
+        eprintln!("warning: left out: {reason}");
+    }
+    write_stdout(|w| w.write_all(suggestion.yaml.as_bytes()))?;
+    Ok(0)
 }
 
 fn test(args: TestArgs) -> anyhow::Result<u8> {
