@@ -12,6 +12,7 @@
 //! document, the `List` item and the field. Plain block-style YAML takes a fast path
 //! ([`yaml`]) that gives the same results as the full reader several times faster.
 
+pub mod cluster;
 pub mod input;
 pub mod namespaces;
 mod objects;
@@ -45,7 +46,7 @@ pub const NOT_AN_OBJECT: &str =
     "not a Kubernetes object (neither apiVersion nor kind; --strict makes this an error)";
 
 /// Everything a check needs besides its inputs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
     /// The policies, compiled once.
     pub policies: PolicySet,
@@ -253,6 +254,7 @@ impl Run<'_> {
                 kind: u.kind,
                 namespace: u.namespace,
                 name: u.name,
+                owner: None,
             }),
             Read::NotObject if self.opts.strict => self.report.errors.push(InputError {
                 file: source.file,

@@ -14,7 +14,8 @@ use crate::decision::Decision;
 pub struct SourceRef {
     /// The file as given on the command line (or found below a directory); `<stdin>` for `-`.
     pub file: Arc<str>,
-    /// 1-based document in the file (`---`-separated YAML documents, or concatenated JSON values).
+    /// 1-based document in the file (`---`-separated YAML documents, or concatenated JSON
+    /// values); 0 for an object read from a cluster, whose `file` is `cluster:<apiserver path>`.
     pub document: usize,
     /// 1-based item of a `List` document (`items[item - 1]`), when the object is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -24,9 +25,12 @@ pub struct SourceRef {
     pub line: Option<usize>,
 }
 
-/// `file, document N[, item M]`
+/// `file, document N[, item M]`; only `file` for objects read from a cluster (document 0).
 impl fmt::Display for SourceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.document == 0 {
+            return f.write_str(&self.file);
+        }
         write!(f, "{}, document {}", self.file, self.document)?;
         if let Some(item) = self.item {
             write!(f, ", item {item}")?;
@@ -162,6 +166,10 @@ pub struct Skipped {
     /// `metadata.name`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For `check --cluster`: the judged controller (`DaemonSet csi-proxy`) whose pod template
+    /// this object runs, which is why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// An input that could not be read, or a document that is not a valid object.

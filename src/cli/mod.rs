@@ -78,8 +78,40 @@ pub enum Command {
 pub struct CheckArgs {
     /// Manifest files, directories (read recursively: *.yaml, *.yml, *.json; hidden entries
     /// skipped), or - for standard input.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        required_unless_present = "cluster",
+        conflicts_with = "cluster",
+        value_name = "PATH"
+    )]
     pub paths: Vec<PathBuf>,
+
+    /// Judge what runs in the cluster instead of files: Pods and the seven workload kinds,
+    /// with the Namespaces' labels (kubeconfig or in-cluster credentials). Pods whose
+    /// controller is judged are skipped (see --pods).
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// With --cluster: the kubeconfig file [default: $KUBECONFIG, else ~/.kube/config, else
+    /// in-cluster credentials].
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With --cluster: the kubeconfig context [default: the current context].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub context: Option<String>,
+
+    /// With --cluster: every namespace (otherwise --namespace, else the context's namespace).
+    #[arg(short = 'A', long, requires = "cluster", conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+
+    /// With --cluster: also judge pods whose controller (DaemonSet, ReplicaSet, Job…) is judged.
+    #[arg(long, requires = "cluster")]
+    pub pods: bool,
+
+    /// Where policies come from: files (--policies), the cluster's HostProcessPolicy objects,
+    /// or both (a file wins over an object of the same name). cluster and both need --cluster.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = PolicySourceArg::Files)]
+    pub policy_source: PolicySourceArg,
 
     /// Policy file or directory, repeatable [default: ./policies, else $HOSTGATE_POLICIES].
     #[arg(short = 'p', long = "policies", value_name = "DIR")]
@@ -100,9 +132,10 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_name = "PROFILE")]
     pub profile: Option<ProfileArg>,
 
-    /// Namespace of objects that set no metadata.namespace.
-    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// Namespace of objects that set no metadata.namespace [default: default]. With
+    /// --cluster: the namespace to judge.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// Namespace labels for namespaceSelectors: a YAML map {namespace: {key: value}}, or
     /// Namespace objects (as `kubectl get namespaces -o yaml` prints them).
@@ -199,6 +232,17 @@ pub struct TestArgs {
     pub color: ColorArg,
 }
 
+/// `--policy-source`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicySourceArg {
+    /// Policy files and directories.
+    Files,
+    /// The cluster's HostProcessPolicy objects.
+    Cluster,
+    /// Both; a file policy wins over an object of the same name.
+    Both,
+}
+
 /// `--profile`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
@@ -288,7 +332,14 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         bail!("--profile structural loads no policies: drop --policies");
     }
     let no_policies = args.no_policies || structural_only;
-    let policy_paths = if no_policies {
+    let cluster_policies = args.policy_source != PolicySourceArg::Files;
+    if cluster_policies && !args.cluster {
+        bail!("--policy-source cluster and both read the cluster: add --cluster");
+    }
+    if cluster_policies && no_policies {
+        bail!("--policy-source cluster and both load policies: drop --no-policies");
+    }
+    let policy_paths = if no_policies || args.policy_source == PolicySourceArg::Cluster {
         Vec::new()
     } else if !args.policies.is_empty() {
         args.policies.clone()
@@ -310,8 +361,29 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         Some(ProfileArg::Baseline) => Some(Profile::Baseline),
         Some(ProfileArg::Structural) | None => None,
     };
-    let policies = policy_load::load_policies(&policy_paths, profile)
+    // With cluster policies the profile is added once both sets are merged.
+    let file_profile = if cluster_policies { None } else { profile };
+    let policies = policy_load::load_policies(&policy_paths, file_profile)
         .map_err(|e| anyhow::anyhow!("policies could not be loaded:\n{e}"))?;
+    let cluster = args
+        .cluster
+        .then(|| runtime_and_client(&args))
+        .transpose()?;
+    let policies = match &cluster {
+        Some((rt, client)) if cluster_policies => {
+            let (from_cluster, invalid) = rt
+                .block_on(check::cluster::policies(
+                    client,
+                    check::cluster::DEFAULT_PAGE_SIZE,
+                ))
+                .context("reading the cluster's HostProcessPolicy objects")?;
+            for reason in invalid {
+                eprintln!("warning: HostProcessPolicy {reason}; it is not in force");
+            }
+            merge_policies(policies, from_cluster, profile)?
+        }
+        _ => policies,
+    };
 
     let mut labels = match &args.namespace_labels {
         Some(file) => NamespaceLabels::load(file).map_err(anyhow::Error::msg)?,
@@ -322,7 +394,10 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
     }
     let opts = CheckOptions {
         policies,
-        default_namespace: args.namespace.clone(),
+        default_namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         namespace_labels: labels,
         structural: StructuralOptions {
             allow_privileged: args.allow_privileged,
@@ -333,12 +408,34 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         strict: args.strict,
         require_admission: !no_policies,
     };
-    let inputs: Vec<Input> = args
-        .paths
-        .iter()
-        .map(|p| Input::from_arg(p.clone()))
-        .collect();
-    let report = check::check(&inputs, &opts);
+    let report = match &cluster {
+        Some((rt, client)) => {
+            let namespace = if args.all_namespaces {
+                None
+            } else {
+                Some(
+                    args.namespace
+                        .clone()
+                        .unwrap_or_else(|| client.default_namespace().to_owned()),
+                )
+            };
+            let cluster_opts = check::cluster::ClusterOptions {
+                namespace,
+                owned_pods: args.pods,
+                ..check::cluster::ClusterOptions::default()
+            };
+            rt.block_on(check::cluster::check_cluster(client, opts, &cluster_opts))
+                .context("reading the cluster")?
+        }
+        None => {
+            let inputs: Vec<Input> = args
+                .paths
+                .iter()
+                .map(|p| Input::from_arg(p.clone()))
+                .collect();
+            check::check(&inputs, &opts)
+        }
+    };
 
     let fail_on = match args.fail_on {
         FailOnArg::Deny => FailOn::Deny,
@@ -363,6 +460,61 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         .context("writing errors")?;
     write_stdout(|w| output::write_report(w, &report, &out_opts))?;
     Ok(report.status(fail_on).exit_code())
+}
+
+/// A single-threaded runtime and a client from the kubeconfig (or in-cluster credentials).
+fn runtime_and_client(args: &CheckArgs) -> anyhow::Result<(tokio::runtime::Runtime, kube::Client)> {
+    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = rt.block_on(async {
+        match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .context("kubeconfig")
+            }
+            None if args.context.is_some() => Config::from_kubeconfig(&options)
+                .await
+                .context("kubeconfig"),
+            None => Config::infer()
+                .await
+                .context("no kubeconfig and no in-cluster credentials"),
+        }
+    })?;
+    let client = {
+        let _guard = rt.enter();
+        kube::Client::try_from(config).context("cluster client")?
+    };
+    Ok((rt, client))
+}
+
+/// File policies and the cluster's, a file winning over an object of the same name, as the
+/// webhook's `--policy-source both` does.
+fn merge_policies(
+    files: hostgate::policy::PolicySet,
+    cluster: Vec<hostgate::policy::CompiledPolicy>,
+    profile: Option<Profile>,
+) -> anyhow::Result<hostgate::policy::PolicySet> {
+    let mut all = files.into_policies();
+    for p in cluster {
+        if all.iter().all(|f| f.name() != p.name()) {
+            all.push(p);
+        }
+    }
+    let set = hostgate::policy::PolicySet::new(all)?;
+    Ok(match profile {
+        Some(p) => set.with_profile(p),
+        None => set,
+    })
 }
 
 fn suggest(args: SuggestArgs) -> anyhow::Result<u8> {

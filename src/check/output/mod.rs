@@ -185,6 +185,7 @@ pub(crate) mod fixtures {
                 kind: "Service".into(),
                 namespace: None,
                 name: Some("svc".into()),
+                owner: None,
             }],
             not_objects: vec![source("chart/values.yaml", 1, None)],
             errors: vec![InputError {

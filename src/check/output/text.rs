@@ -100,7 +100,14 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 (None, Some(name)) => write!(w, "{name} ")?,
                 _ => {}
             }
-            writeln!(w, "({}): not a kind hostgate judges", s.source)?;
+            match &s.owner {
+                Some(owner) => writeln!(
+                    w,
+                    "({}): runs the pod template of {owner}, which is judged (--pods judges pods too)",
+                    s.source
+                )?,
+                None => writeln!(w, "({}): not a kind hostgate judges", s.source)?,
+            }
         }
         for source in &report.not_objects {
             writeln!(
