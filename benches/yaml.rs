@@ -1,0 +1,159 @@
+//! Issue 12's question for `hostgate check`'s reader: can a maintained YAML crate that gives
+//! positions replace the hand-written fast path (`check::yaml`)? Per manifest, on pods shaped
+//! like bench/gen-workload.py's and on the upstream manifests in tests/data/upstream:
+//!
+//! - `fast_path`: `check::yaml::parse` and a typed read from its tree (what `check` does);
+//! - `serde_saphyr_typed`: `serde_saphyr::from_str` straight into the typed object (no positions);
+//! - `serde_saphyr_positions`: the same plus the position tree (`check::position::trees`), which
+//!   is what replacing the fast path with positions would cost;
+//! - `libyaml_value`: `manifest::read_documents` (libyaml) and `Workload::from_value`, the slow
+//!   path's reader.
+//!
+//! Run: `cargo bench --bench yaml`. Figures go into `check::yaml`'s module docs.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hostgate::check::{position, yaml};
+use hostgate::manifest::read_documents;
+use hostgate::object::Workload;
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn pod(i: usize) -> String {
+    let container = |name: &str| {
+        json!({
+            "name": name, "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022",
+            "command": ["powershell.exe", "-Command", "Start-Sleep 3600"],
+            "env": (0..4).map(|k| json!({"name": format!("VAR_{k}"), "value": format!("value-{k}")})).collect::<Vec<_>>(),
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+            "volumeMounts": [{"name": "logs", "mountPath": "C:\\logs"}]
+        })
+    };
+    let mut spec = json!({
+        "nodeSelector": {"kubernetes.io/os": "windows"},
+        "containers": [container("main"), container("sidecar")],
+        "volumes": [{"name": "logs", "emptyDir": {}}]
+    });
+    if i % 2 == 0 {
+        spec["hostNetwork"] = json!(true);
+        spec["securityContext"] = json!({"windowsOptions": {"hostProcess": true, "runAsUserName": "NT AUTHORITY\\SYSTEM"}});
+    }
+    let v: Value = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("pod-{i:05}"), "namespace": "default",
+                     "labels": {"app": format!("app-{}", i % 17), "tier": "windows"},
+                     "annotations": {"example.com/owner": "team"}},
+        "spec": spec
+    });
+    serde_yaml::to_string(&v).expect("yaml")
+}
+
+fn upstream() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/upstream");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+fn run_set(c: &mut Criterion, name: &str, texts: &[String]) {
+    let docs: usize = texts
+        .iter()
+        .map(|t| read_documents(t.as_bytes()).0.len())
+        .sum();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(docs as u64));
+    group.bench_function("fast_path", |b| {
+        b.iter(|| {
+            for t in texts {
+                match yaml::parse(t.as_bytes()) {
+                    Some(docs) => {
+                        for d in &docs {
+                            black_box(serde_json::Value::deserialize(&d.node).ok());
+                        }
+                    }
+                    None => {
+                        black_box(read_documents(t.as_bytes()));
+                    }
+                }
+            }
+        });
+    });
+    group.bench_function("serde_saphyr_typed", |b| {
+        b.iter(|| {
+            for t in texts {
+                black_box(serde_saphyr::from_multiple::<Value>(t).ok());
+            }
+        });
+    });
+    group.bench_function("serde_saphyr_positions", |b| {
+        b.iter(|| {
+            for t in texts {
+                black_box(serde_saphyr::from_multiple::<Value>(t).ok());
+                black_box(position::trees(t.as_bytes()));
+            }
+        });
+    });
+    group.bench_function("libyaml_value", |b| {
+        b.iter(|| {
+            for t in texts {
+                for d in read_documents(t.as_bytes()).0 {
+                    black_box(Workload::from_value(d.value).ok());
+                }
+            }
+        });
+    });
+    group.finish();
+}
+
+fn pods_typed(c: &mut Criterion) {
+    // The typed read on its own, the part of `check` that dominates per pod.
+    let texts: Vec<String> = (0..1000).map(pod).collect();
+    let mut group = c.benchmark_group("workload_pods_typed");
+    group.throughput(Throughput::Elements(texts.len() as u64));
+    group.bench_function("fast_path", |b| {
+        b.iter(|| {
+            for t in &texts {
+                let docs = yaml::parse(t.as_bytes()).expect("fast path applies");
+                black_box(Pod::deserialize(&docs[0].node).ok());
+            }
+        });
+    });
+    group.bench_function("serde_saphyr_typed", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(serde_saphyr::from_str::<Pod>(t).ok());
+            }
+        });
+    });
+    group.bench_function("serde_saphyr_positions", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(serde_saphyr::from_str::<Pod>(t).ok());
+                black_box(position::trees(t.as_bytes()));
+            }
+        });
+    });
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    pods_typed(c);
+    let texts: Vec<String> = (0..1000).map(pod).collect();
+    run_set(c, "workload_pods", &texts);
+    let real = upstream();
+    if !real.is_empty() {
+        run_set(c, "upstream_manifests", &real);
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
