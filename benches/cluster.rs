@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hostgate::check::CheckOptions;
 use hostgate::check::cluster::{self, ClusterOptions};
@@ -19,34 +22,6 @@ use serde_json::{Value, json};
 const PODS: usize = 10_000;
 const PAGE: usize = 500;
 
-/// A Windows pod like bench/gen-workload.py's: every other one HostProcess.
-fn pod(i: usize) -> Value {
-    let container = |name: &str| {
-        json!({
-            "name": name, "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022",
-            "command": ["powershell.exe", "-Command", "Start-Sleep 3600"],
-            "env": (0..4).map(|k| json!({"name": format!("VAR_{k}"), "value": format!("value-{k}")})).collect::<Vec<_>>(),
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-            "volumeMounts": [{"name": "logs", "mountPath": "C:\\logs"}]
-        })
-    };
-    let mut spec = json!({
-        "nodeSelector": {"kubernetes.io/os": "windows"},
-        "containers": [container("main"), container("sidecar")],
-        "volumes": [{"name": "logs", "emptyDir": {}}]
-    });
-    if i % 2 == 0 {
-        spec["hostNetwork"] = json!(true);
-        spec["securityContext"] = json!({"windowsOptions": {"hostProcess": true, "runAsUserName": "NT AUTHORITY\\SYSTEM"}});
-    }
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("pod-{i:05}"), "namespace": ["default", "team-a", "team-b"][i % 3],
-                     "uid": format!("uid-{i}"), "labels": {"app": format!("app-{}", i % 17)}},
-        "spec": spec
-    })
-}
-
 fn list(kind: &str, items: &[Value], next: Option<String>) -> Arc<[u8]> {
     let mut metadata = json!({"resourceVersion": "1"});
     if let Some(n) = next {
@@ -57,7 +32,9 @@ fn list(kind: &str, items: &[Value], next: Option<String>) -> Arc<[u8]> {
 }
 
 fn bench(c: &mut Criterion) {
-    let pods: Vec<Value> = (0..PODS).map(pod).collect();
+    let pods: Vec<Value> = (0..PODS)
+        .map(|i| workload::pod(i, ["default", "team-a", "team-b"][i % 3]))
+        .collect();
     let pages: Vec<Arc<[u8]>> = pods
         .chunks(PAGE)
         .enumerate()

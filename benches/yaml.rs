@@ -14,41 +14,19 @@
 use std::hint::black_box;
 use std::path::Path;
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hostgate::check::{position, yaml};
 use hostgate::manifest::read_documents;
 use hostgate::object::Workload;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn pod(i: usize) -> String {
-    let container = |name: &str| {
-        json!({
-            "name": name, "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022",
-            "command": ["powershell.exe", "-Command", "Start-Sleep 3600"],
-            "env": (0..4).map(|k| json!({"name": format!("VAR_{k}"), "value": format!("value-{k}")})).collect::<Vec<_>>(),
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-            "volumeMounts": [{"name": "logs", "mountPath": "C:\\logs"}]
-        })
-    };
-    let mut spec = json!({
-        "nodeSelector": {"kubernetes.io/os": "windows"},
-        "containers": [container("main"), container("sidecar")],
-        "volumes": [{"name": "logs", "emptyDir": {}}]
-    });
-    if i % 2 == 0 {
-        spec["hostNetwork"] = json!(true);
-        spec["securityContext"] = json!({"windowsOptions": {"hostProcess": true, "runAsUserName": "NT AUTHORITY\\SYSTEM"}});
-    }
-    let v: Value = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("pod-{i:05}"), "namespace": "default",
-                     "labels": {"app": format!("app-{}", i % 17), "tier": "windows"},
-                     "annotations": {"example.com/owner": "team"}},
-        "spec": spec
-    });
-    serde_yaml::to_string(&v).expect("yaml")
+    serde_yaml::to_string(&workload::pod(i, "default")).expect("yaml")
 }
 
 fn upstream() -> Vec<String> {

@@ -40,6 +40,9 @@ impl Default for SuggestOptions {
     }
 }
 
+/// The largest limit seen (parsed, and as written), and whether some container sets none.
+type LimitSeen = (Option<(Quantity, String)>, bool);
+
 /// What the objects of one (namespace, service account) use.
 #[derive(Debug, Default)]
 struct Group {
@@ -54,7 +57,7 @@ struct Group {
     /// Host paths no prefix can admit (not absolute Windows paths).
     bad_host_paths: BTreeSet<String>,
     /// Per resource: the largest limit set, and whether some container sets none.
-    limits: BTreeMap<&'static str, (Option<(Quantity, String)>, bool)>,
+    limits: BTreeMap<&'static str, LimitSeen>,
     unparsable_limits: BTreeSet<String>,
 }
 

@@ -163,7 +163,7 @@ fn locate_lines(lines: &[Line<'_>], path: &[Segment<'_>]) -> Option<Position> {
         match segment {
             Segment::Key(want) => {
                 let key_of = |text: &str| match split_key(text) {
-                    Split::Key(k, rest) => (k == *want).then(|| rest.is_empty()),
+                    Split::Key(k, rest) => (k == *want).then_some(rest.is_empty()),
                     _ => None,
                 };
                 let mut found = None;
