@@ -7,7 +7,10 @@
 //! - `serde_saphyr_positions`: the same plus the position tree (`check::position::trees`), which
 //!   is what replacing the fast path with positions would cost;
 //! - `libyaml_value`: `manifest::read_documents` (libyaml) and `Workload::from_value`, the slow
-//!   path's reader.
+//!   path's reader;
+//! - `fast_path_checked_value` (pods only): the fast path's tree read through
+//!   `Workload::from_value` (path-tracking) instead of the typed read, i.e. without
+//!   `check`'s second fast path.
 //!
 //! Run: `cargo bench --bench yaml`. Figures go into `check::yaml`'s module docs.
 
@@ -102,6 +105,16 @@ fn pods_typed(c: &mut Criterion) {
             for t in &texts {
                 let docs = yaml::parse(t.as_bytes()).expect("fast path applies");
                 black_box(Pod::deserialize(&docs[0].node).ok());
+            }
+        });
+    });
+    // Without the second fast path (typed reading straight from the tree): the checked reader
+    // `hostgate check` falls back to for errors, which names the field at fault.
+    group.bench_function("fast_path_checked_value", |b| {
+        b.iter(|| {
+            for t in &texts {
+                let docs = yaml::parse(t.as_bytes()).expect("fast path applies");
+                black_box(Workload::from_value(docs[0].node.to_value()).ok());
             }
         });
     });

@@ -59,8 +59,39 @@ pub struct ClusterError {
     pub source: kube::Error,
 }
 
+/// Fetches a list page by page (`limit`, then each `continue` token), handing each page's
+/// items to `each`.
+async fn each_page<T, F, Fut>(
+    resource: &str,
+    page_size: u32,
+    mut fetch: F,
+    mut each: impl FnMut(Vec<T>),
+) -> Result<(), ClusterError>
+where
+    T: Clone,
+    F: FnMut(ListParams) -> Fut,
+    Fut: std::future::Future<Output = kube::Result<kube::core::ObjectList<T>>>,
+{
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(page_size);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = fetch(params).await.map_err(|source| ClusterError {
+            resource: resource.to_owned(),
+            source,
+        })?;
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        each(page.items);
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 /// Lists every object of `K` (in `namespace`, or everywhere), one page at a time, handing each
-/// page's items to `each`.
+/// object to `each`.
 async fn list_pages<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -76,22 +107,14 @@ where
         None => Api::all(client.clone()),
     };
     let resource = format!("{} {}", K::api_version(&()), K::plural(&()));
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(page_size);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = api.list(&params).await.map_err(|source| ClusterError {
-            resource: resource.clone(),
-            source,
-        })?;
-        token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-        page.items.into_iter().for_each(&mut each);
-        if token.is_none() {
-            return Ok(());
-        }
-    }
+    let api = &api;
+    each_page(
+        &resource,
+        page_size,
+        |params| async move { api.list(&params).await },
+        |items| items.into_iter().for_each(&mut each),
+    )
+    .await
 }
 
 /// Every namespace's labels.
@@ -100,32 +123,24 @@ pub async fn namespace_labels(
     page_size: u32,
 ) -> Result<NamespaceLabels, ClusterError> {
     let api: Api<Namespace> = Api::all(client.clone());
+    let api = &api;
     let mut labels = NamespaceLabels::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(page_size);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = api
-            .list_metadata(&params)
-            .await
-            .map_err(|source| ClusterError {
-                resource: "v1 namespaces".to_owned(),
-                source,
-            })?;
-        for ns in &page.items {
-            let name = ns.name_any();
-            labels.declare(&name);
-            for (k, v) in ns.labels() {
-                labels.insert(&name, k, v);
+    each_page(
+        "v1 namespaces",
+        page_size,
+        |params| async move { api.list_metadata(&params).await },
+        |items| {
+            for ns in &items {
+                let name = ns.name_any();
+                labels.declare(&name);
+                for (k, v) in ns.labels() {
+                    labels.insert(&name, k, v);
+                }
             }
-        }
-        token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-        if token.is_none() {
-            return Ok(labels);
-        }
-    }
+        },
+    )
+    .await?;
+    Ok(labels)
 }
 
 /// The cluster's `HostProcessPolicy` objects, compiled; invalid ones are left out (the webhook
@@ -135,31 +150,26 @@ pub async fn policies(
     page_size: u32,
 ) -> Result<(Vec<CompiledPolicy>, Vec<String>), ClusterError> {
     let api: Api<HostProcessPolicy> = Api::all(client.clone());
+    let api = &api;
     let mut valid = Vec::new();
     let mut invalid = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(page_size);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = api.list(&params).await.map_err(|source| ClusterError {
-            resource: "hostgate.io/v1alpha1 hostprocesspolicies".to_owned(),
-            source,
-        })?;
-        for mut p in page.items {
-            let name = p.name_any();
-            p.status = None;
-            match CompiledPolicy::compile(p) {
-                Ok(c) => valid.push(c),
-                Err(e) => invalid.push(format!("{name}: {e}")),
+    each_page(
+        "hostgate.io/v1alpha1 hostprocesspolicies",
+        page_size,
+        |params| async move { api.list(&params).await },
+        |items| {
+            for mut p in items {
+                let name = p.name_any();
+                p.status = None;
+                match CompiledPolicy::compile(p) {
+                    Ok(c) => valid.push(c),
+                    Err(e) => invalid.push(format!("{name}: {e}")),
+                }
             }
-        }
-        token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-        if token.is_none() {
-            return Ok((valid, invalid));
-        }
-    }
+        },
+    )
+    .await?;
+    Ok((valid, invalid))
 }
 
 /// `cluster:<apiserver path>` of an object, where `file` names files for offline input.
