@@ -2,13 +2,17 @@
 //! finding's field path names, so that code-scanning annotations land on the offending field
 //! rather than on the object's first line.
 //!
-//! Two locators, both run only for objects that have findings, so the cost of a clean run is
-//! unchanged:
+//! Three locators, run only for objects that have findings (and for other files only once per
+//! file), so the cost of a clean run is unchanged:
 //!
 //! - documents the fast path read ([`super::yaml`]) are located on the lines it already split,
-//!   by indentation ([`super::yaml::Parsed::locate`]);
-//! - everything else (flow style, anchors, block scalars, JSON) is parsed once per file by
-//!   `serde-saphyr` into a tree of positions ([`PositionTree`]).
+//!   by indentation ([`super::yaml::Parsed::locate`]): no second parse;
+//! - JSON is scanned once per file into a tree of positions ([`PositionTree`]) without building
+//!   values (exports from `kubectl get -o json` can hold thousands of objects);
+//! - other YAML (flow style, anchors, block scalars) is parsed once per file by `serde-saphyr`
+//!   (already built for kube's kubeconfig reading) into the same tree. It is slow — about
+//!   0.6 ms per pod-sized document, see `benches/yaml.rs` — but such files are hand-written and
+//!   small; the tests hold the other two locators to its answers.
 //!
 //! A path that goes deeper than the document (a required field that is missing) is located at
 //! its deepest ancestor that the document has.
@@ -108,21 +112,6 @@ impl PositionTree {
             }
         }
         at
-    }
-
-    /// Moves every position down by `lines` (for a document parsed out of a larger file).
-    fn shift(&mut self, lines: usize) {
-        self.position.line += lines;
-        match &mut self.kind {
-            TreeKind::Map(entries) => {
-                for (_, pos, child) in entries {
-                    pos.line += lines;
-                    child.shift(lines);
-                }
-            }
-            TreeKind::Seq(items) => items.iter_mut().for_each(|c| c.shift(lines)),
-            TreeKind::Scalar => {}
-        }
     }
 }
 
@@ -258,55 +247,181 @@ pub fn trees(bytes: &[u8]) -> Vec<PositionTree> {
     serde_saphyr::from_multiple::<PositionTree>(text).unwrap_or_default()
 }
 
-/// A JSON stream: each value parsed on its own and moved to where it starts in the file.
+/// A JSON stream (one value, or several concatenated), scanned for positions without building
+/// values: `kubectl get -o json` exports are often large, and serde-saphyr reads about 1,700
+/// pods/s where this scanner is bound by memory bandwidth. Empty when the text is not JSON (YAML
+/// flow style starts the same way).
 fn json_trees(text: &str, trimmed: &str) -> Vec<PositionTree> {
-    let mut out = Vec::new();
     let lead = text.len() - trimmed.len();
-    let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<de::IgnoredAny>();
-    let mut start = 0;
-    while let Some(Ok(_)) = stream.next() {
-        let end = stream.byte_offset();
-        let value = trimmed[start..end].trim_start();
-        let from = lead + end - value.len();
-        start = end;
-        if value == "null" {
-            continue;
+    let consumed = &text[..lead];
+    let mut scan = JsonScanner {
+        bytes: text.as_bytes(),
+        at: lead,
+        line: 1 + consumed.matches('\n').count(),
+        column: 1 + consumed
+            .rsplit('\n')
+            .next()
+            .map_or(0, |l| l.chars().count()),
+    };
+    let mut out = Vec::new();
+    loop {
+        scan.whitespace();
+        if scan.at >= scan.bytes.len() {
+            return out;
         }
-        let Ok(mut tree) = serde_saphyr::from_str::<PositionTree>(value) else {
-            return Vec::new();
-        };
-        let line_offset = text[..from].matches('\n').count();
-        let column_offset = from - text[..from].rfind('\n').map_or(0, |i| i + 1);
-        if column_offset > 0 {
-            // Only the first line of a value can start mid-line.
-            tree.shift_first_line_columns(1, column_offset);
+        let null = scan.bytes[scan.at..].starts_with(b"null");
+        match scan.value(0) {
+            Some(_) if null => {}
+            Some(tree) => out.push(tree),
+            None => return Vec::new(),
         }
-        tree.shift(line_offset);
-        out.push(tree);
     }
-    out
 }
 
-impl PositionTree {
-    /// Adds `columns` to the columns of nodes on line `line` (a value that starts mid-line).
-    fn shift_first_line_columns(&mut self, line: usize, columns: usize) {
-        if self.position.line == line {
-            self.position.column += columns;
-        }
-        match &mut self.kind {
-            TreeKind::Map(entries) => {
-                for (_, pos, child) in entries {
-                    if pos.line == line {
-                        pos.column += columns;
-                    }
-                    child.shift_first_line_columns(line, columns);
-                }
+/// Deepest nesting the scanner follows (as `serde_json`, which stops at 128).
+const MAX_JSON_DEPTH: usize = 128;
+
+struct JsonScanner<'t> {
+    bytes: &'t [u8],
+    at: usize,
+    line: usize,
+    /// 1-based, in characters.
+    column: usize,
+}
+
+impl JsonScanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn bump(&mut self) {
+        if let Some(b) = self.peek() {
+            self.at += 1;
+            if b == b'\n' {
+                self.line += 1;
+                self.column = 1;
+            } else if b & 0xc0 != 0x80 {
+                // A UTF-8 continuation byte is part of the previous character.
+                self.column += 1;
             }
-            TreeKind::Seq(items) => items
-                .iter_mut()
-                .for_each(|c| c.shift_first_line_columns(line, columns)),
-            TreeKind::Scalar => {}
         }
+    }
+
+    fn whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.bump();
+        }
+    }
+
+    fn here(&self) -> Position {
+        Position {
+            line: self.line,
+            column: self.column,
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.bump())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<PositionTree> {
+        if depth > MAX_JSON_DEPTH {
+            return None;
+        }
+        self.whitespace();
+        let position = self.here();
+        let kind = match self.peek()? {
+            b'{' => {
+                self.bump();
+                let mut entries = Vec::new();
+                self.whitespace();
+                if self.peek()? == b'}' {
+                    self.bump();
+                } else {
+                    loop {
+                        self.whitespace();
+                        let at = self.here();
+                        let key = self.string()?;
+                        self.whitespace();
+                        self.expect(b':')?;
+                        let child = self.value(depth + 1)?;
+                        entries.push((key, at, child));
+                        self.whitespace();
+                        match self.peek()? {
+                            b',' => self.bump(),
+                            b'}' => {
+                                self.bump();
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                TreeKind::Map(entries)
+            }
+            b'[' => {
+                self.bump();
+                let mut items = Vec::new();
+                self.whitespace();
+                if self.peek()? == b']' {
+                    self.bump();
+                } else {
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        self.whitespace();
+                        match self.peek()? {
+                            b',' => self.bump(),
+                            b']' => {
+                                self.bump();
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                TreeKind::Seq(items)
+            }
+            b'"' => {
+                self.string()?;
+                TreeKind::Scalar
+            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                let start = self.at;
+                while self
+                    .peek()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.'))
+                {
+                    self.bump();
+                }
+                (self.at > start).then_some(TreeKind::Scalar)?
+            }
+            _ => return None,
+        };
+        Some(PositionTree { position, kind })
+    }
+
+    /// A string, decoded (keys are compared with field names).
+    fn string(&mut self) -> Option<String> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let b = self.peek()?;
+            self.bump();
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.bump();
+                }
+                _ => {}
+            }
+        }
+        let raw = std::str::from_utf8(&self.bytes[start..self.at - 1]).ok()?;
+        if !escaped {
+            return Some(raw.to_owned());
+        }
+        serde_json::from_str(&format!("\"{raw}\"")).ok()
     }
 }
 
@@ -371,6 +486,61 @@ mod tests {
             at("spec.containers[0].resources.limits.cpu"),
             Position { line: 4, column: 5 }
         );
+    }
+
+    /// Every node's position, by path, in document order.
+    fn all_positions(t: &PositionTree, prefix: String, out: &mut Vec<(String, Position)>) {
+        out.push((prefix.clone(), t.position));
+        match &t.kind {
+            TreeKind::Map(entries) => {
+                for (k, at, child) in entries {
+                    let p = format!("{prefix}[{k}]");
+                    out.push((format!("{p}:key"), *at));
+                    all_positions(child, p, out);
+                }
+            }
+            TreeKind::Seq(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    all_positions(child, format!("{prefix}[{i}]"), out);
+                }
+            }
+            TreeKind::Scalar => {}
+        }
+    }
+
+    #[test]
+    fn the_json_scanner_agrees_with_serde_saphyr() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/upstream");
+        let mut texts: Vec<String> = std::fs::read_dir(dir)
+            .expect("upstream data")
+            .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
+            .flat_map(|yaml| {
+                crate::manifest::read_documents(yaml.as_bytes())
+                    .0
+                    .into_iter()
+                    .map(|d| serde_json::to_string_pretty(&d.value).expect("json"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        texts.push(
+            r#"{"a\"b": {"\u00e9t\u00e9": [1, -2.5e3, true, null, "x\ny"]}, "é": {}, "z": []}"#
+                .to_owned(),
+        );
+        assert!(texts.len() >= 6);
+        for text in &texts {
+            let ours = json_trees(text, text.trim_start());
+            let theirs = serde_saphyr::from_str::<PositionTree>(text).expect("saphyr");
+            assert_eq!(ours.len(), 1, "{text}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            all_positions(&ours[0], String::new(), &mut a);
+            all_positions(&theirs, String::new(), &mut b);
+            assert_eq!(a, b, "{text}");
+        }
+        // Not JSON (YAML flow style): nothing, so the caller asks serde-saphyr.
+        assert!(json_trees("{a: 1}", "{a: 1}").is_empty());
+        // Too deep: nothing rather than a stack overflow.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(json_trees(&deep, &deep).is_empty());
     }
 
     #[test]
