@@ -244,6 +244,11 @@ fn write_policy(
     for o in &g.objects {
         w(format!("#   {o}\n"));
     }
+    if account == "default" {
+        w(format!(
+            "# This matches every pod in {namespace:?} that names no service account: give these\n# workloads an account of their own and suggest again.\n"
+        ));
+    }
     w(format!(
         "apiVersion: {}\nkind: {}\nmetadata:\n  name: {}\nspec:\n  mode: {}\n  match:\n    namespaces: [{}]\n    serviceAccounts: [{}]\n  allow:\n    images:\n",
         crate::policy::API_VERSION,
@@ -522,6 +527,12 @@ mod tests {
         );
         assert!(
             y.contains("    serviceAccounts: ['kube-system/default']\n"),
+            "{y}"
+        );
+        assert_eq!(
+            y.matches("# This matches every pod in \"kube-system\" that names no service account")
+                .count(),
+            1,
             "{y}"
         );
         assert!(
