@@ -528,11 +528,11 @@ fn scenarios() -> Vec<Scenario> {
             absent: &[],
             check: |objs| {
                 let data = policy_files(objs);
-                assert!(data.contains_key("extra-00-windows-exporter.yaml"), "{:?}", data.keys());
+                assert!(data.contains_key("extra-00-windows-exporter-lab.yaml"), "{:?}", data.keys());
                 assert!(data.contains_key("extra-01-audit-everything-in-lab.yaml"));
                 assert!(data.contains_key("baseline.yaml"));
                 let set = load_policy_files(&data);
-                assert_eq!(set.len(), 6 + 1 + 2, "shipped, agent and extra policies");
+                assert_eq!(set.len(), 8 + 1 + 2, "shipped, agent and extra policies");
             },
         },
         Scenario {
@@ -1234,7 +1234,7 @@ fn rendered_policies_load_and_hostgate_check_admits_the_chart() {
         let text = template(helm, &args).expect("renders");
         let objs = parse(&text);
         let policies = load_policy_files(&policy_files(&objs));
-        assert_eq!(policies.len(), 7, "{args:?}: six shipped policies and the agent's");
+        assert_eq!(policies.len(), 9, "{args:?}: eight shipped policies and the agent's");
 
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = dir.path().join("chart.yaml");

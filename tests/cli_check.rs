@@ -566,3 +566,243 @@ fn quiet_shows_only_objects_with_findings() {
     assert!(headers[0].starts_with("DaemonSet agents/rogue"));
     assert!(headers[1].starts_with("Pod lenient/lenient-agent"));
 }
+
+/// A repository as it is: Helm values, a kustomization and a JSON schema are skipped and counted
+/// (listed with -v); `--strict` makes them errors; a document with `kind` but no `apiVersion`
+/// stays bad input.
+#[test]
+fn documents_that_are_not_kubernetes_objects_are_skipped_and_counted() {
+    let repo = data("repo/chart");
+    let (code, out, err) = stdout_of(&mut check(&[
+        "-v",
+        &repo,
+        &data("repo/kustomization.yaml"),
+        &data("repo/schema.json"),
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Pod agents/agent (tests/data/cli/repo/chart/templates.yaml, document 1): ALLOWED by policy agents\n"),
+        "{out}"
+    );
+    for listed in [
+        "skipped (tests/data/cli/repo/chart/templates.yaml, document 2): not a Kubernetes object (neither apiVersion nor kind)\n",
+        "skipped (tests/data/cli/repo/chart/values.yaml, document 1): not a Kubernetes object (neither apiVersion nor kind)\n",
+        "skipped (tests/data/cli/repo/kustomization.yaml, document 1): not a Kubernetes object (neither apiVersion nor kind)\n",
+        "skipped (tests/data/cli/repo/schema.json, document 1): not a Kubernetes object (neither apiVersion nor kind)\n",
+    ] {
+        assert!(out.contains(listed), "{listed}\nnot in\n{out}");
+    }
+    assert!(
+        out.ends_with("1 object in 4 files: 1 allowed, 0 denied, 0 warned, 0 audited; 0 skipped; 4 not Kubernetes objects; 0 errors\n"),
+        "{out}"
+    );
+    let (_, quiet, _) = stdout_of(&mut check(&[&repo]));
+    assert!(!quiet.contains("not a Kubernetes object ("), "{quiet}");
+
+    let (code, _, err) = stdout_of(&mut check(&["--strict", &repo]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "error: tests/data/cli/repo/chart/values.yaml: document 1: not a Kubernetes object"
+        ),
+        "{err}"
+    );
+
+    let (code, json, _) = stdout_of(&mut check(&["-o", "json", &repo]));
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["summary"]["notObjects"], 2);
+    assert_eq!(
+        v["notObjects"][1]["file"],
+        "tests/data/cli/repo/chart/values.yaml"
+    );
+
+    let (code, _, err) = stdout_of(&mut check(&[&data("repo/typo")]));
+    assert_eq!(
+        code, 2,
+        "a typo must never let a HostProcess pod through: {err}"
+    );
+    assert!(
+        err.contains("tests/data/cli/repo/typo/pod.yaml: document 1: "),
+        "{err}"
+    );
+}
+
+/// `--no-policies` runs only the structural rules (and a profile): no HG-MATCH-01.
+/// `--profile structural` answers "would the apiserver accept this as written?".
+#[test]
+fn modes_run_the_rule_families_their_help_names() {
+    let (code, out, err) =
+        stdout_of(hostgate().args(["check", "--no-policies", &data("manifests/denied.yaml")]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "DaemonSet agents/rogue (tests/data/cli/manifests/denied.yaml, document 1): ALLOWED\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("HG-"), "{out}");
+
+    let files = [
+        data("manifests/denied.yaml"),
+        data("modes/no-host-network.yaml"),
+    ];
+    let (code, out, _) = stdout_of(
+        hostgate()
+            .args(["check", "--profile", "structural", "-o", "json"])
+            .args(&files),
+    );
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let results = v["results"].as_array().expect("results");
+    let verdicts: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or(""),
+                r["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("rogue", "allowed"),
+            ("plain", "allowed"),
+            ("no-host-network", "denied")
+        ]
+    );
+    let rules: Vec<&str> = results[2]["decision"]["denials"]
+        .as_array()
+        .expect("denials")
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["HP-API-03"]);
+    // As written: nothing is defaulted.
+    assert!(
+        results.iter().all(|r| r.get("defaulted").is_none()),
+        "{out}"
+    );
+    // The same file with defaults and policies still gets HP-API-03, plus policy findings.
+    let (_, out, _) = stdout_of(&mut check(&[&data("modes/no-host-network.yaml")]));
+    assert!(out.contains("[HP-API-03]"), "{out}");
+
+    hostgate()
+        .args([
+            "check",
+            "--profile",
+            "structural",
+            "--policies",
+            POLICIES,
+            "x.yaml",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--profile structural loads no policies",
+        ));
+}
+
+#[test]
+fn an_annotation_only_host_process_pod_is_told_which_annotation_made_it_one() {
+    let (code, out, _) = stdout_of(&mut check(&[&data("modes/annotation-only.yaml")]));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("deny  [HG-MATCH-01] metadata.annotations[microsoft.com/hostprocess-inherit-user]: no HostProcessPolicy admits HostProcess pods in namespace \"team-a\" with service account \"default\" (it sets hostProcess nowhere: its annotation microsoft.com/hostprocess-inherit-user makes it a HostProcess pod)"),
+        "{out}"
+    );
+}
+
+/// Findings on the file as written: PSA's text for the container-level-only pod, the defaults
+/// reported on their own, and every format pointing at the `hostProcess: true` line.
+#[test]
+fn findings_point_at_the_field_as_written_in_every_format() {
+    let file = data("modes/container-level.yaml");
+    let args = ["check", "--no-policies", "--profile", "baseline"];
+    let (code, out, _) = stdout_of(hostgate().args(args).arg(&file));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  deny  [HP-PSA-01] spec.containers[0].securityContext.windowsOptions.hostProcess: hostProcess (container \"agent\" must not set securityContext.windowsOptions.hostProcess=true) (policy builtin-baseline; container \"agent\")\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  would be defaulted: spec.securityContext.windowsOptions.hostProcess: set to true, as every container sets it\n"),
+        "{out}"
+    );
+
+    let (_, sarif, _) = stdout_of(hostgate().args(args).args(["-o", "sarif", &file]));
+    let v: Value = serde_json::from_str(&sarif).expect("sarif");
+    let result = &v["runs"][0]["results"][0];
+    assert_eq!(result["ruleId"], "HP-PSA-01");
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"],
+        serde_json::json!({"startLine": 14, "startColumn": 9})
+    );
+
+    let (_, json, _) = stdout_of(hostgate().args(args).args(["-o", "json", &file]));
+    let v: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        v["results"][0]["locations"]["spec.containers[0].securityContext.windowsOptions.hostProcess"],
+        serde_json::json!({"line": 14, "column": 9})
+    );
+
+    let (_, junit, _) = stdout_of(hostgate().args(args).args(["-o", "junit", &file]));
+    let doc = roxmltree::Document::parse(&junit).expect("xml");
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .expect("testcase");
+    assert_eq!(case.attribute("line"), Some("14"));
+    let failure = case
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .and_then(|n| n.text())
+        .unwrap_or("");
+    assert!(
+        failure.contains("(at tests/data/cli/modes/container-level.yaml:14:9)"),
+        "{failure}"
+    );
+}
+
+/// `hostgate suggest` prints policies that `hostgate check -p` reads and that admit the input.
+#[test]
+fn suggest_prints_policies_that_admit_exactly_the_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = [
+        data("manifests/denied.yaml"),
+        data("modes/container-level.yaml"),
+    ];
+    let (code, yaml, err) = stdout_of(hostgate().args(["suggest", "--mode", "Audit"]).args(&input));
+    assert_eq!(code, 0, "{err}");
+    assert!(yaml.contains("kind: HostProcessPolicy\n"), "{yaml}");
+    assert!(yaml.contains("  mode: Audit\n"), "{yaml}");
+    assert!(
+        yaml.contains(
+            "#   DaemonSet agents/rogue (tests/data/cli/manifests/denied.yaml, document 1)\n"
+        ),
+        "{yaml}"
+    );
+    let policies = dir.path().join("suggested.yaml");
+    std::fs::write(&policies, &yaml).expect("write");
+    let (code, out, err) = stdout_of(
+        hostgate()
+            .args(["check", "--fail-on", "audit", "--policies"])
+            .arg(&policies)
+            .args(&input),
+    );
+    assert_eq!(code, 0, "{out}{err}\n{yaml}");
+    // Standard input, and bad input exits 2.
+    hostgate()
+        .args(["suggest", "-"])
+        .write_stdin(std::fs::read(data("manifests/denied.yaml")).expect("read"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "serviceAccounts: ['agents/default']",
+        ));
+    hostgate()
+        .args(["suggest", &data("bad/wrong-api.yaml")])
+        .assert()
+        .code(2);
+}

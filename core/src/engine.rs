@@ -127,18 +127,24 @@ fn admit(
 
     if matched == 0 {
         let containers = pod.containers().map(|c| c.name.to_owned()).collect();
-        d.denials.push(
-            Finding::new(
-                ids::NO_POLICY,
-                pod.path.0.to_owned(),
-                format!(
-                    "no HostProcessPolicy admits HostProcess pods in namespace {:?} with service account {:?}",
-                    ctx.namespace,
-                    pod.service_account()
-                ),
-            )
-            .with_containers(containers),
+        let mut message = format!(
+            "no HostProcessPolicy admits HostProcess pods in namespace {:?} with service account {:?}",
+            ctx.namespace,
+            pod.service_account()
         );
+        // A pod that sets hostProcess nowhere is a HostProcess pod only through an annotation:
+        // point at the annotation, and say so.
+        let path = match pod.privileged_annotations().next() {
+            Some((key, _)) if !pod.has_host_process_setting() => {
+                message.push_str(&format!(
+                    " (it sets hostProcess nowhere: its annotation {key} makes it a HostProcess pod)"
+                ));
+                format!("{}.annotations[{key}]", pod.path.metadata())
+            }
+            _ => pod.path.0.to_owned(),
+        };
+        d.denials
+            .push(Finding::new(ids::NO_POLICY, path, message).with_containers(containers));
         return;
     }
     for (_, found) in failures {
@@ -288,6 +294,42 @@ spec:
         );
         let empty = PolicySet::default();
         assert!(!decide(&empty, &pod, None).allowed);
+    }
+
+    #[test]
+    fn an_annotation_only_host_process_pod_is_told_which_annotation_made_it_one() {
+        let pod = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: logs, namespace: logging}
+spec:
+  selector: {matchLabels: {app: logs}}
+  template:
+    metadata:
+      labels: {app: logs}
+      annotations: {microsoft.com/hostprocess-inherit-user: "true"}
+    spec:
+      containers: [{name: agent, image: registry.example/agent}]
+"#;
+        let d = decide(&PolicySet::default(), pod, None);
+        assert!(d.host_process && !d.allowed);
+        assert_eq!(rules(&d.denials), ["HG-MATCH-01"]);
+        assert_eq!(
+            d.denials[0].path,
+            "spec.template.metadata.annotations[microsoft.com/hostprocess-inherit-user]"
+        );
+        assert_eq!(
+            d.denials[0].message,
+            "no HostProcessPolicy admits HostProcess pods in namespace \"logging\" with service account \"default\" (it sets hostProcess nowhere: its annotation microsoft.com/hostprocess-inherit-user makes it a HostProcess pod)"
+        );
+        // A pod that also sets hostProcess keeps the plain message at the spec.
+        let both = pod.replace(
+            "containers: [{name: agent, image: registry.example/agent}]",
+            "hostNetwork: true\n      securityContext: {windowsOptions: {hostProcess: true}}\n      containers: [{name: agent, image: registry.example/agent}]",
+        );
+        let d = decide(&PolicySet::default(), &both, None);
+        assert_eq!(d.denials[0].path, "spec.template.spec");
+        assert!(!d.denials[0].message.contains("annotation"));
     }
 
     #[test]

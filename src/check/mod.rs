@@ -12,11 +12,14 @@
 //! document, the `List` item and the field. Plain block-style YAML takes a fast path
 //! ([`yaml`]) that gives the same results as the full reader several times faster.
 
+pub mod cluster;
 pub mod input;
 pub mod namespaces;
 mod objects;
 pub mod output;
+pub mod position;
 pub mod report;
+pub mod suggest;
 pub mod suite;
 pub mod yaml;
 
@@ -33,11 +36,17 @@ use crate::manifest::ReadError;
 use crate::object::Workload;
 use crate::policy::PolicySet;
 use crate::policy::load::load_policies;
+use crate::rules::ids;
 use crate::rules::structural::StructuralOptions;
 use objects::{Expanded, Read, Tree};
+use position::Position;
+
+/// Why a document without `apiVersion` and `kind` is not judged.
+pub const NOT_AN_OBJECT: &str =
+    "not a Kubernetes object (neither apiVersion nor kind; --strict makes this an error)";
 
 /// Everything a check needs besides its inputs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
     /// The policies, compiled once.
     pub policies: PolicySet,
@@ -52,6 +61,13 @@ pub struct CheckOptions {
     /// Judge HostProcess objects as the mutating webhook would default them (as the cluster
     /// does), rather than exactly as written.
     pub apply_defaults: bool,
+    /// Documents with neither `apiVersion` nor `kind` are errors instead of being skipped as
+    /// "not a Kubernetes object".
+    pub strict: bool,
+    /// A HostProcess object must be admitted by a policy (`HG-MATCH-01` otherwise). False for
+    /// `--no-policies` and `--profile structural`, which judge only the structural rules and
+    /// the profile.
+    pub require_admission: bool,
 }
 
 impl CheckOptions {
@@ -64,6 +80,8 @@ impl CheckOptions {
             structural: StructuralOptions::default(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             apply_defaults: true,
+            strict: false,
+            require_admission: true,
         }
     }
 }
@@ -83,24 +101,69 @@ pub fn check(inputs: &[Input], opts: &CheckOptions) -> Report {
     report
 }
 
+/// Reads every judged kind of object in `inputs` without judging it (for `hostgate suggest`);
+/// skipped kinds, non-objects and errors go to the report as `hostgate check` counts them.
+pub fn read_objects(inputs: &[Input], opts: &CheckOptions) -> (Vec<(SourceRef, Workload)>, Report) {
+    let mut report = Report::default();
+    let mut objects = Vec::new();
+    let files = input::expand(inputs, &mut report.errors);
+    report.files += report.errors.len();
+    for file in &files {
+        report.files += 1;
+        match input::read(file, opts.max_file_size) {
+            Ok(bytes) => read_bytes(
+                &mut report,
+                Arc::clone(&file.name),
+                &bytes,
+                opts,
+                Some(&mut objects),
+            ),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    (objects, report)
+}
+
 /// Checks the objects in one file's bytes, adding to `report`.
 pub fn check_bytes(report: &mut Report, file: Arc<str>, bytes: &[u8], opts: &CheckOptions) {
+    read_bytes(report, file, bytes, opts, None);
+}
+
+fn read_bytes(
+    report: &mut Report,
+    file: Arc<str>,
+    bytes: &[u8],
+    opts: &CheckOptions,
+    keep: Option<&mut Vec<(SourceRef, Workload)>>,
+) {
     let mut run = Run {
         report,
         opts,
         file: &file,
+        keep,
     };
-    if let Some(docs) = yaml::parse(bytes) {
-        for d in &docs {
-            run.document(&d.node, d.index, Some(d.line));
+    if let Some(parsed) = yaml::parse_file(bytes) {
+        for d in &parsed.docs {
+            let locate = |path: &str| Some(parsed.locate(d, &position::segments(path)));
+            run.document(&d.node, d.index, Some(d.line), &locate);
         }
         return;
     }
     let (docs, err) = crate::manifest::read_documents(bytes);
     let lines = yaml::document_lines(bytes);
     let line = |index: usize| lines.get(index - 1).copied().flatten();
-    for d in &docs {
-        run.document(&d.value, d.index, line(d.index));
+    // Parsed for positions only when some object has a finding.
+    let trees = std::cell::OnceCell::new();
+    for (k, d) in docs.iter().enumerate() {
+        let locate = |path: &str| {
+            let trees = trees.get_or_init(|| position::trees(bytes));
+            // Both readers leave out empty documents; if they disagree, positions are unknown.
+            (trees.len() == docs.len())
+                .then(|| trees.get(k))
+                .flatten()
+                .map(|t| t.locate(&position::segments(path)))
+        };
+        run.document(&d.value, d.index, line(d.index), &locate);
     }
     if let Some(e) = err {
         let (document, message) = match e {
@@ -127,10 +190,21 @@ struct Run<'r> {
     report: &'r mut Report,
     opts: &'r CheckOptions,
     file: &'r Arc<str>,
+    /// Keep the objects here instead of judging them ([`read_objects`]).
+    keep: Option<&'r mut Vec<(SourceRef, Workload)>>,
 }
 
+/// Where a field path of the current document is.
+type Locate<'l> = &'l dyn Fn(&str) -> Option<Position>;
+
 impl Run<'_> {
-    fn document<T: Tree>(&mut self, doc: &T, index: usize, line: Option<usize>) {
+    fn document<T: Tree>(
+        &mut self,
+        doc: &T,
+        index: usize,
+        line: Option<usize>,
+        locate: Locate<'_>,
+    ) {
         let source = |item: Option<usize>| SourceRef {
             file: Arc::clone(self.file),
             document: index,
@@ -138,10 +212,11 @@ impl Run<'_> {
             line,
         };
         match objects::expand(doc) {
-            Expanded::One(t) => self.object(t, source(None)),
+            Expanded::One(t) => self.object(t, source(None), &|p: &str| locate(p)),
             Expanded::List(items) => {
                 for (i, t) in items.iter().enumerate() {
-                    self.object(t, source(Some(i + 1)));
+                    let in_item = |p: &str| locate(&format!("items[{i}].{p}"));
+                    self.object(t, source(Some(i + 1)), &in_item);
                 }
             }
             Expanded::BadList => self.report.errors.push(InputError {
@@ -155,10 +230,22 @@ impl Run<'_> {
         }
     }
 
-    fn object<T: Tree>(&mut self, t: &T, source: SourceRef) {
+    fn object<T: Tree>(&mut self, t: &T, source: SourceRef, locate: Locate<'_>) {
         match objects::read_object(t) {
+            Read::Judged(w) if self.keep.is_some() => {
+                if let Some(keep) = self.keep.as_mut() {
+                    keep.push((source, *w));
+                }
+            }
             Read::Judged(w) => {
-                let result = judge(&w, source, self.opts);
+                let mut result = judge(&w, source, self.opts);
+                for f in result.decision.findings() {
+                    if !result.locations.contains_key(&f.path)
+                        && let Some(at) = locate(&f.path)
+                    {
+                        result.locations.insert(f.path.clone(), at);
+                    }
+                }
                 self.report.results.push(result);
             }
             Read::Skipped(u) => self.report.skipped.push(Skipped {
@@ -167,7 +254,17 @@ impl Run<'_> {
                 kind: u.kind,
                 namespace: u.namespace,
                 name: u.name,
+                owner: None,
             }),
+            Read::NotObject if self.opts.strict => self.report.errors.push(InputError {
+                file: source.file,
+                document: Some(source.document),
+                item: source.item,
+                line: source.line,
+                path: None,
+                message: NOT_AN_OBJECT.to_owned(),
+            }),
+            Read::NotObject => self.report.not_objects.push(source),
             Read::Bad(e) => {
                 let (path, message) = objects::describe(e);
                 self.report.errors.push(InputError {
@@ -202,7 +299,12 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
                 let mut copy = w.clone();
                 let d = crate::defaults::default_workload(&opts.policies, &mut copy, &ctx);
                 defaulted = d.changes;
-                d.decision
+                let mut decision = d.decision;
+                if !defaulted.is_empty() && decision.findings().next().is_some() {
+                    let as_written = engine::evaluate(&opts.policies, &pod, &ctx);
+                    as_written_findings(&mut decision, &as_written, &defaulted);
+                }
+                decision
             } else {
                 engine::evaluate(&opts.policies, &pod, &ctx)
             }
@@ -213,6 +315,12 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
             ..Default::default()
         },
     };
+    let mut decision = decision;
+    if !opts.require_admission {
+        // No policy is loaded, so admission can only have said "no policy matches".
+        decision.denials.retain(|f| f.rule != ids::NO_POLICY);
+        decision.allowed = decision.denials.is_empty();
+    }
     ObjectResult {
         source,
         api_version: w.kind().api_version(),
@@ -222,6 +330,42 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
         outcome: Outcome::of(&decision),
         decision,
         defaulted,
+        locations: std::collections::BTreeMap::new(),
+    }
+}
+
+/// Makes the findings on a defaulted object speak of the object as written: Pod Security
+/// Admission's finding is the one PSA gives for the object as written (defaulting sets
+/// pod-level `hostProcess`, which the file may not have), and a finding on a field that only
+/// defaulting filled in says so. The verdict stays the defaulted object's, as in the cluster.
+fn as_written_findings(
+    decision: &mut crate::decision::Decision,
+    as_written: &crate::decision::Decision,
+    defaulted: &[crate::defaults::Change],
+) {
+    let psa = |d: &crate::decision::Decision| {
+        d.findings()
+            .find(|f| f.rule == ids::PSA_HOST_PROCESS)
+            .cloned()
+    };
+    let written_psa = psa(as_written);
+    for list in [
+        &mut decision.denials,
+        &mut decision.warnings,
+        &mut decision.audits,
+    ] {
+        for f in list.iter_mut() {
+            if f.rule == ids::PSA_HOST_PROCESS {
+                if let Some(w) = &written_psa {
+                    f.path.clone_from(&w.path);
+                    f.message.clone_from(&w.message);
+                    f.containers.clone_from(&w.containers);
+                }
+            } else if defaulted.iter().any(|c| c.path == f.path) {
+                f.message
+                    .push_str(" (this field is not in the file: defaulting would set it)");
+            }
+        }
     }
 }
 
@@ -390,6 +534,107 @@ spec:
                 .denials
                 .iter()
                 .any(|f| f.rule == "HP-API-04")
+        );
+    }
+
+    /// A pod that is HostProcess at container level only, as the issue reported it.
+    const CONTAINER_LEVEL: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: c-only\n  namespace: agents\nspec:\n  hostNetwork: true\n  containers:\n  - name: agent\n    image: registry.example/agent\n    securityContext:\n      windowsOptions:\n        hostProcess: true\n        runAsUserName: NT AUTHORITY\\Local service\n";
+
+    fn baseline_opts() -> CheckOptions {
+        let mut o = opts();
+        o.policies = o
+            .policies
+            .clone()
+            .with_profile(crate::policy::Profile::Baseline);
+        o
+    }
+
+    #[test]
+    fn findings_speak_of_the_object_as_written_and_point_at_the_field() {
+        let psa_path = "spec.containers[0].securityContext.windowsOptions.hostProcess";
+        let want_message = "hostProcess (container \"agent\" must not set securityContext.windowsOptions.hostProcess=true)";
+        let json = serde_json::to_string_pretty(
+            &serde_yaml::from_str::<serde_json::Value>(CONTAINER_LEVEL).expect("yaml"),
+        )
+        .expect("json");
+        let crlf_bom = format!("\u{feff}{}", CONTAINER_LEVEL.replace('\n', "\r\n"));
+        // Flow style takes the full reader and the serde-saphyr locator.
+        let flow = CONTAINER_LEVEL.replace(
+            "    securityContext:\n      windowsOptions:\n        hostProcess: true\n        runAsUserName: NT AUTHORITY\\Local service\n",
+            "    securityContext: {windowsOptions: {hostProcess: true, runAsUserName: 'NT AUTHORITY\\Local service'}}\n",
+        );
+        let cases = [
+            (
+                CONTAINER_LEVEL.to_owned(),
+                Position {
+                    line: 13,
+                    column: 9,
+                },
+            ),
+            (
+                crlf_bom,
+                Position {
+                    line: 13,
+                    column: 9,
+                },
+            ),
+            (
+                flow,
+                Position {
+                    line: 11,
+                    column: 40,
+                },
+            ),
+            (
+                json,
+                Position {
+                    line: 15,
+                    column: 13,
+                },
+            ),
+        ];
+        for (text, at) in cases {
+            let r = run(&text, &baseline_opts());
+            let result = &r.results[0];
+            let psa: Vec<_> = result
+                .decision
+                .denials
+                .iter()
+                .filter(|f| f.rule == "HP-PSA-01")
+                .collect();
+            assert_eq!(psa.len(), 1, "{text}");
+            assert_eq!(psa[0].path, psa_path, "{text}");
+            assert_eq!(psa[0].message, want_message, "{text}");
+            assert_eq!(result.locations.get(psa_path), Some(&at), "{text}");
+            // Defaulting set pod-level hostProcess; it is reported on its own.
+            assert!(
+                result
+                    .defaulted
+                    .iter()
+                    .any(|c| c.path == "spec.securityContext.windowsOptions.hostProcess"),
+                "{:?}",
+                result.defaulted
+            );
+        }
+    }
+
+    #[test]
+    fn findings_in_list_items_and_missing_fields_are_located() {
+        let mut o = opts();
+        o.policies = PolicySet::default();
+        let item = CONTAINER_LEVEL
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+            .replacen("  apiVersion", "- apiVersion", 1);
+        let text = format!("apiVersion: v1\nkind: List\nitems:\n{item}");
+        let r = run(&text, &o);
+        let result = &r.results[0];
+        // HG-MATCH-01 is about the whole spec: the `spec:` key of the item.
+        assert_eq!(result.decision.denials[0].rule, "HG-MATCH-01");
+        assert_eq!(
+            result.locations.get("spec"),
+            Some(&Position { line: 9, column: 3 })
         );
     }
 

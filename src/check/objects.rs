@@ -108,11 +108,19 @@ pub(crate) struct Unjudged {
 pub(crate) enum Read {
     Judged(Box<Workload>),
     Skipped(Unjudged),
+    /// Neither `apiVersion` nor `kind`: a Helm `values.yaml`, a `kustomization.yaml`, a JSON
+    /// schema… not a Kubernetes object at all.
+    NotObject,
     Bad(ObjectError),
 }
 
 /// Reads one object, with exactly the results of [`Workload::from_value`].
 pub(crate) fn read_object<T: Tree>(t: &T) -> Read {
+    if t.field("apiVersion").is_none() && t.field("kind").is_none() {
+        // Only the absence of both: a document that has either but does not decode is bad
+        // input, so that a typo never lets a HostProcess pod through unjudged.
+        return Read::NotObject;
+    }
     let api_version = t.field("apiVersion").and_then(T::text);
     let kind_name = t.field("kind").and_then(T::text);
     if let (Some(api_version), Some(kind_name)) = (api_version, kind_name) {

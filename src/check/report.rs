@@ -1,6 +1,7 @@
 //! What `hostgate check` found: one [`ObjectResult`] per judged object, the objects it skipped,
 //! and the inputs it could not read.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use crate::decision::Decision;
 pub struct SourceRef {
     /// The file as given on the command line (or found below a directory); `<stdin>` for `-`.
     pub file: Arc<str>,
-    /// 1-based document in the file (`---`-separated YAML documents, or concatenated JSON values).
+    /// 1-based document in the file (`---`-separated YAML documents, or concatenated JSON
+    /// values); 0 for an object read from a cluster, whose `file` is `cluster:<apiserver path>`.
     pub document: usize,
     /// 1-based item of a `List` document (`items[item - 1]`), when the object is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -23,9 +25,12 @@ pub struct SourceRef {
     pub line: Option<usize>,
 }
 
-/// `file, document N[, item M]`
+/// `file, document N[, item M]`; only `file` for objects read from a cluster (document 0).
 impl fmt::Display for SourceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.document == 0 {
+            return f.write_str(&self.file);
+        }
         write!(f, "{}, document {}", self.file, self.document)?;
         if let Some(item) = self.item {
             write!(f, ", item {item}")?;
@@ -139,6 +144,10 @@ pub struct ObjectResult {
     /// What hostgate's mutating webhook would fill in before judging (see `crate::defaults`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub defaulted: Vec<crate::defaults::Change>,
+    /// Where each finding's field is in the file, by field path: the field itself, or its
+    /// deepest ancestor that the file has (a required field that is missing).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, super::position::Position>,
 }
 
 /// An object of a kind hostgate does not judge (a Service, a ConfigMap…).
@@ -157,6 +166,10 @@ pub struct Skipped {
     /// `metadata.name`, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For `check --cluster`: the judged controller (`DaemonSet csi-proxy`) whose pod template
+    /// this object runs, which is why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// An input that could not be read, or a document that is not a valid object.
@@ -213,6 +226,7 @@ impl fmt::Display for InputError {
 
 /// Counts over a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// Files read (or attempted).
     pub files: usize,
@@ -228,6 +242,8 @@ pub struct Summary {
     pub denied: usize,
     /// Objects of kinds hostgate does not judge.
     pub skipped: usize,
+    /// Documents with neither `apiVersion` nor `kind` (Helm values, kustomizations, schemas).
+    pub not_objects: usize,
     /// Unreadable inputs and invalid objects.
     pub errors: usize,
 }
@@ -241,6 +257,8 @@ pub struct Report {
     pub results: Vec<ObjectResult>,
     /// Objects of kinds hostgate does not judge.
     pub skipped: Vec<Skipped>,
+    /// Documents that are not Kubernetes objects (neither `apiVersion` nor `kind`).
+    pub not_objects: Vec<SourceRef>,
     /// Unreadable inputs and invalid objects.
     pub errors: Vec<InputError>,
 }
@@ -252,6 +270,7 @@ impl Report {
             files: self.files,
             objects: self.results.len(),
             skipped: self.skipped.len(),
+            not_objects: self.not_objects.len(),
             errors: self.errors.len(),
             ..Summary::default()
         };
@@ -285,6 +304,7 @@ mod tests {
     fn result(outcome: Outcome) -> ObjectResult {
         ObjectResult {
             defaulted: Vec::new(),
+            locations: BTreeMap::new(),
             source: SourceRef {
                 file: Arc::from("f.yaml"),
                 document: 1,

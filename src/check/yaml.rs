@@ -8,6 +8,20 @@
 //! unusual scalars, errors of any kind) to [`manifest::read_documents`], so that results and
 //! error messages are always those of the full reader.
 //!
+//! Why it stays (issue 12, measured with `cargo bench --bench yaml` on this 2-core machine,
+//! shared and busy at the time, so compare within a row): reading 1,000 pods shaped like
+//! `bench/gen-workload.py`'s into typed objects took 28 ms through this fast path (35,700
+//! pods/s), 241 ms with `serde-saphyr` 2.2 straight into the typed `Pod` (4,150/s, 12 %), 564 ms
+//! with `serde-saphyr` and the position tree findings need (1,770/s, 5 %), and 113 ms through
+//! libyaml into a `Value` and the checked decoder (8,800/s). On the upstream manifests in
+//! `tests/data/upstream` (some of which take the full reader) it was 17,000, 3,900 (23 %) and
+//! 1,700 documents/s (10 %). No maintained crate with positions comes near the 90 % that would
+//! justify deleting this reader; positions come instead from the lines it already splits
+//! ([`Parsed::locate`]), for free on clean objects. Typed reading straight from the tree (the
+//! second fast path, `check::objects`) pays too: 35,700 against 27,800 pods/s through the
+//! path-tracking decoder, which stays the reference for every error. Both fast paths share one
+//! tree ([`Node`]) and one `Deserializer`.
+//!
 //! The rule that keeps this correct: the fast path either produces exactly the value the full
 //! reader produces, or gives up. Plain scalars are resolved with `serde_yaml`'s own rules (null,
 //! booleans, integers, floats), and any scalar that would become something other than a string,
@@ -20,6 +34,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::position::{Position, Segment};
 use crate::manifest::{self, Document, EXPANSION_FACTOR, MAX_NODES, ReadError};
 
 /// Splits `bytes` into documents like [`manifest::read_documents`], with the same results and
@@ -53,6 +68,8 @@ pub struct FastDocument<'a> {
     pub line: usize,
     /// The document.
     pub node: Node<'a>,
+    /// Its lines in [`Parsed`], for locating fields.
+    lines: std::ops::Range<usize>,
 }
 
 /// A YAML node that borrows its strings from the text where it can.
@@ -117,6 +134,125 @@ impl<'a> Node<'a> {
 /// The documents of `bytes`, or `None` when the fast path does not apply (then
 /// [`manifest::read_documents`] must read them).
 pub fn parse(bytes: &[u8]) -> Option<Vec<FastDocument<'_>>> {
+    parse_file(bytes).map(|p| p.docs)
+}
+
+/// A file read by the fast path: its documents, and the lines they were read from (kept so that
+/// findings can be located without reading the file again).
+#[derive(Debug, Clone)]
+pub struct Parsed<'a> {
+    /// The non-empty documents.
+    pub docs: Vec<FastDocument<'a>>,
+    lines: Vec<Line<'a>>,
+}
+
+impl Parsed<'_> {
+    /// Where `path` is in `doc` (one of [`Parsed::docs`]): the position of its deepest node
+    /// that the document has.
+    pub fn locate(&self, doc: &FastDocument<'_>, path: &[Segment<'_>]) -> Position {
+        let lines = self.lines.get(doc.lines.clone()).unwrap_or(&[]);
+        locate_lines(lines, path).unwrap_or(Position {
+            line: doc.line,
+            column: 1,
+        })
+    }
+}
+
+/// Walks `path` through block-style lines the fast path has accepted, by indentation.
+fn locate_lines(lines: &[Line<'_>], path: &[Segment<'_>]) -> Option<Position> {
+    let first = lines.first()?;
+    let mut at = Position {
+        line: first.number,
+        column: first.indent + 1,
+    };
+    // The current node: its lines (lo..hi), its indentation, and for a mapping that starts on
+    // a sequence item's line (`- name: x`), that first entry's text, column and line.
+    let (mut lo, mut hi, mut indent) = (0, lines.len(), first.indent);
+    let mut pending: Option<(&str, usize, usize)> = None;
+    let mut leaf = false;
+    for segment in path {
+        if leaf {
+            break;
+        }
+        match segment {
+            Segment::Key(want) => {
+                let key_of = |text: &str| match split_key(text) {
+                    Split::Key(k, rest) => (k == *want).then_some(rest.is_empty()),
+                    _ => None,
+                };
+                let mut found = None;
+                if let Some((text, column, number)) = pending.take()
+                    && let Some(block) = key_of(text)
+                {
+                    found = Some((lo, column, number, block));
+                }
+                if found.is_none() {
+                    found = (lo..hi).find_map(|i| {
+                        let l = lines[i];
+                        (l.indent == indent && !is_seq_item(l.text))
+                            .then(|| key_of(l.text))
+                            .flatten()
+                            .map(|block| (i + 1, l.indent, l.number, block))
+                    });
+                }
+                let Some((start, column, number, block)) = found else {
+                    break;
+                };
+                at = Position {
+                    line: number,
+                    column: column + 1,
+                };
+                if !block {
+                    leaf = true;
+                    continue;
+                }
+                let end = (start..hi)
+                    .find(|&j| {
+                        let l = lines[j];
+                        !(l.indent > column || (l.indent == column && is_seq_item(l.text)))
+                    })
+                    .unwrap_or(hi);
+                if start == end {
+                    leaf = true;
+                    continue;
+                }
+                (lo, hi, indent) = (start, end, lines[start].indent);
+            }
+            Segment::Index(n) => {
+                pending = None;
+                let Some((i, l)) = (lo..hi)
+                    .map(|i| (i, lines[i]))
+                    .filter(|(_, l)| l.indent == indent && is_seq_item(l.text))
+                    .nth(*n)
+                else {
+                    break;
+                };
+                let after = &l.text[1..];
+                let item = after.trim_start_matches(' ');
+                let column = l.indent + 1 + (after.len() - item.len());
+                // The item's content, as serde-saphyr places a node.
+                at = Position {
+                    line: l.number,
+                    column: column + 1,
+                };
+                let end = (i + 1..hi)
+                    .find(|&j| lines[j].indent <= indent)
+                    .unwrap_or(hi);
+                match split_key(item) {
+                    Split::Key(..) => {
+                        pending = Some((item, column, l.number));
+                        (lo, hi, indent) = (i + 1, end, column);
+                    }
+                    _ => leaf = true,
+                }
+            }
+        }
+    }
+    Some(at)
+}
+
+/// Like [`parse`], keeping the lines for [`Parsed::locate`].
+pub fn parse_file(bytes: &[u8]) -> Option<Parsed<'_>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if !printable(text) {
@@ -164,9 +300,10 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<FastDocument<'_>>> {
             index: k + 1,
             line: body[0].number,
             node,
+            lines: start..end,
         });
     }
-    Some(docs)
+    Some(Parsed { docs, lines })
 }
 
 /// The 1-based line of the first content line of each document (by document index), found by
@@ -1160,7 +1297,7 @@ kind: Service
     }
 
     /// A small deterministic generator (xorshift), so the test needs no dependency.
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
 
     impl Rng {
         fn next(&mut self) -> u64 {
@@ -1169,7 +1306,7 @@ kind: Service
             self.0 ^= self.0 << 17;
             self.0
         }
-        fn below(&mut self, n: usize) -> usize {
+        pub(super) fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }
@@ -1232,7 +1369,7 @@ kind: Service
     }
 
     /// Writes a value after `key:` (the cursor is after the colon), ending with a newline.
-    fn gen_node(r: &mut Rng, indent: usize, depth: usize, out: &mut String) {
+    pub(super) fn gen_node(r: &mut Rng, indent: usize, depth: usize, out: &mut String) {
         if depth > 3 || r.below(3) == 0 {
             return gen_scalar(r, out);
         }
@@ -1319,5 +1456,108 @@ kind: Service
             fast > 300,
             "the fast path should take many generated documents: {fast}"
         );
+    }
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::*;
+    use crate::check::position::{self, segments};
+
+    /// Every path to every node of `node`, in the apiserver's notation.
+    fn paths(node: &Node<'_>, prefix: &str, out: &mut Vec<String>) {
+        match node {
+            Node::Map(entries) => {
+                for (k, v) in entries {
+                    let p = if k.contains(['.', '[', ']']) || k.is_empty() {
+                        format!("{prefix}[{k}]")
+                    } else if prefix.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    out.push(p.clone());
+                    paths(v, &p, out);
+                }
+            }
+            Node::Seq(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let p = format!("{prefix}[{i}]");
+                    out.push(p.clone());
+                    paths(v, &p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The line locator and serde-saphyr's positions agree on every node of `text`.
+    fn agree(text: &str) -> usize {
+        let parsed = parse_file(text.as_bytes()).expect("fast path applies");
+        let trees = position::trees(text.as_bytes());
+        assert_eq!(trees.len(), parsed.docs.len(), "{text}");
+        let mut n = 0;
+        for (d, tree) in parsed.docs.iter().zip(&trees) {
+            let mut all = Vec::new();
+            paths(&d.node, "", &mut all);
+            for p in all {
+                // serde-saphyr reads keys such as `0735` as numbers (YAML 1.2), and prints
+                // them back differently; Kubernetes field names never look like that.
+                let s = segments(&p);
+                let numeric = |seg: &position::Segment<'_>| {
+                    matches!(seg, position::Segment::Key(k)
+                        if k.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)))
+                };
+                if s.iter().any(numeric) {
+                    continue;
+                }
+                assert_eq!(parsed.locate(d, &s), tree.locate(&s), "{p} in\n{text}");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn the_line_locator_agrees_with_serde_saphyr() {
+        let manifest = "# leading comment\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: csi-proxy\n  annotations:\n    microsoft.com/hostprocess-inherit-user: \"true\"\nspec:\n  template:\n    spec:\n      nodeSelector:\n        kubernetes.io/os: windows\n      containers:\n      -   name: a   # odd indentation after the dash\n          image: x\n          args:\n          - -v=2\n          securityContext:\n            windowsOptions:\n              hostProcess: true\n      - name: b\n        'quoted key': 1\n      volumes:\n      - name: v\n        hostPath:\n          path: C:\\var\n---\n- a\n- b:\n  - c\n";
+        let n = agree(manifest);
+        assert!(n > 25, "{n}");
+        assert_eq!(agree(&manifest.replace('\n', "\r\n")), n);
+        assert_eq!(agree(&format!("\u{feff}{manifest}")), n);
+        // Missing paths stop at the deepest ancestor, like the tree.
+        let parsed = parse_file(manifest.as_bytes()).expect("fast");
+        let trees = position::trees(manifest.as_bytes());
+        for p in [
+            "spec.template.spec.containers[1].resources.limits.cpu",
+            "spec.template.spec.containers[7]",
+            "spec.template.spec.volumes[0].hostPath.path.deeper",
+            "metadata.annotations[microsoft.com/hostprocess-rootfs-location]",
+            "status",
+        ] {
+            let s = segments(p);
+            assert_eq!(
+                parsed.locate(&parsed.docs[0], &s),
+                trees[0].locate(&s),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_line_locator_agrees_on_generated_documents() {
+        let mut r = super::tests::Rng(0x2545_f491_4f6c_dd1d);
+        let mut compared = 0;
+        for _ in 0..500 {
+            let mut doc = String::new();
+            for k in 0..1 + r.below(4) {
+                doc.push_str(&format!("k{k}:"));
+                super::tests::gen_node(&mut r, 0, 0, &mut doc);
+            }
+            if parse(doc.as_bytes()).is_some() {
+                compared += agree(&doc);
+            }
+        }
+        assert!(compared > 200, "{compared}");
     }
 }

@@ -29,9 +29,32 @@ pub struct Cli {
 pub enum Command {
     /// Check manifests against HostProcess policies, offline (as the webhook would judge them).
     ///
+    /// Which rules run:
+    ///
+    /// - by default: the apiserver's own validation (HP-API-*), then hostgate's policies (HG-*,
+    ///   from --policies, ./policies or $HOSTGATE_POLICIES; a HostProcess object no policy admits
+    ///   is denied, HG-MATCH-01), on HostProcess objects defaulted as the mutating webhook would;
+    ///
+    /// - --profile baseline: adds Pod Security Admission's check (HP-PSA-01) everywhere;
+    ///
+    /// - --no-policies: HP-API-* only, plus HP-PSA-01 with --profile baseline; no policy is
+    ///   needed to admit a HostProcess object;
+    ///
+    /// - --profile structural: HP-API-* only, on the objects exactly as written (no policies,
+    ///   no defaults): would the apiserver accept this as written?
+    ///
+    /// - --no-defaults: whatever runs, on the objects exactly as written.
+    ///
     /// Exit status: 0 when every object is allowed, 1 when one is denied (or warned about, with
     /// --fail-on warn), 2 for unreadable or invalid input, bad policies or bad usage.
     Check(CheckArgs),
+    /// Print the least-privilege HostProcessPolicy set that admits exactly the HostProcess pods
+    /// and workload templates given: one policy per namespace and service account, pinning
+    /// their images, accounts, annotations, volume types, host paths and limits.
+    ///
+    /// The output is YAML for `hostgate check --policies`; start with --mode Audit in a
+    /// running cluster. Exit status: 0, or 2 for unreadable or invalid input.
+    Suggest(SuggestArgs),
     /// Run the policy test cases (hostgate-test.yaml) found below each directory.
     ///
     /// Exit status: 0 when every case passes, 1 when one fails, 2 for malformed test files.
@@ -55,14 +78,47 @@ pub enum Command {
 pub struct CheckArgs {
     /// Manifest files, directories (read recursively: *.yaml, *.yml, *.json; hidden entries
     /// skipped), or - for standard input.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        required_unless_present = "cluster",
+        conflicts_with = "cluster",
+        value_name = "PATH"
+    )]
     pub paths: Vec<PathBuf>,
+
+    /// Judge what runs in the cluster instead of files: Pods and the seven workload kinds,
+    /// with the Namespaces' labels (kubeconfig or in-cluster credentials). Pods whose
+    /// controller is judged are skipped (see --pods).
+    #[arg(long)]
+    pub cluster: bool,
+
+    /// With --cluster: the kubeconfig file [default: $KUBECONFIG, else ~/.kube/config, else
+    /// in-cluster credentials].
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With --cluster: the kubeconfig context [default: the current context].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub context: Option<String>,
+
+    /// With --cluster: every namespace (otherwise --namespace, else the context's namespace).
+    #[arg(short = 'A', long, requires = "cluster", conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+
+    /// With --cluster: also judge pods whose controller (DaemonSet, ReplicaSet, Job…) is judged.
+    #[arg(long, requires = "cluster")]
+    pub pods: bool,
+
+    /// Where policies come from: files (--policies), the cluster's HostProcessPolicy objects,
+    /// or both (a file wins over an object of the same name). cluster and both need --cluster.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = PolicySourceArg::Files)]
+    pub policy_source: PolicySourceArg,
 
     /// Policy file or directory, repeatable [default: ./policies, else $HOSTGATE_POLICIES].
     #[arg(short = 'p', long = "policies", value_name = "DIR")]
     pub policies: Vec<PathBuf>,
 
-    /// Load no policy files: only the structural rules and --profile apply.
+    /// Load no policy files: only the structural rules (HP-API-*) and --profile apply, and a
+    /// HostProcess object needs no policy to admit it.
     #[arg(long, conflicts_with = "policies")]
     pub no_policies: bool,
 
@@ -71,13 +127,15 @@ pub struct CheckArgs {
     #[arg(long)]
     pub no_defaults: bool,
 
-    /// Add a built-in profile that applies everywhere.
+    /// baseline: add Pod Security Admission's HostProcess check everywhere; structural: only
+    /// what the apiserver itself refuses (HP-API-*), as written, with no policies and no defaults.
     #[arg(long, value_enum, value_name = "PROFILE")]
     pub profile: Option<ProfileArg>,
 
-    /// Namespace of objects that set no metadata.namespace.
-    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// Namespace of objects that set no metadata.namespace [default: default]. With
+    /// --cluster: the namespace to judge.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// Namespace labels for namespaceSelectors: a YAML map {namespace: {key: value}}, or
     /// Namespace objects (as `kubectl get namespaces -o yaml` prints them).
@@ -109,13 +167,53 @@ pub struct CheckArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
 
-    /// Also list the objects skipped because hostgate does not judge their kind.
+    /// Also list the objects skipped because hostgate does not judge their kind, and the
+    /// documents that are not Kubernetes objects (neither apiVersion nor kind).
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Documents with neither apiVersion nor kind (Helm values, kustomization.yaml, JSON
+    /// schemas…) are errors (exit 2) instead of being skipped and counted.
+    #[arg(long)]
+    pub strict: bool,
 
     /// Text output: only objects with findings, and the summary.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// `hostgate suggest`
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// Manifest files, directories (read recursively), or - for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// The mode of the suggested policies: Audit or Warn for a first rollout, then Enforce.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ModeArg::Enforce)]
+    pub mode: ModeArg,
+
+    /// Namespace of objects that set no metadata.namespace.
+    #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Largest input file read (bytes, or with a unit: 512Ki, 16Mi, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = input::parse_size)]
+    pub max_file_size: u64,
+}
+
+/// `--mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Refuse what breaks the policy.
+    #[value(name = "Enforce")]
+    Enforce,
+    /// Admit it with warnings.
+    #[value(name = "Warn")]
+    Warn,
+    /// Admit it and record audit findings.
+    #[value(name = "Audit")]
+    Audit,
 }
 
 /// `hostgate test`
@@ -134,11 +232,24 @@ pub struct TestArgs {
     pub color: ColorArg,
 }
 
+/// `--policy-source`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicySourceArg {
+    /// Policy files and directories.
+    Files,
+    /// The cluster's HostProcessPolicy objects.
+    Cluster,
+    /// Both; a file policy wins over an object of the same name.
+    Both,
+}
+
 /// `--profile`
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
     /// Pod Security Admission's baseline windowsHostProcess check.
     Baseline,
+    /// Only the apiserver's own validation, on the objects as written.
+    Structural,
 }
 
 /// `hostgate check -o`
@@ -206,6 +317,7 @@ fn parse_label(s: &str) -> Result<(String, String, String), String> {
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Suggest(args) => suggest(args),
         Command::Test(args) => test(args),
         Command::Serve(args) => server::serve(*args),
         Command::Mutate(args) => server::mutate(args),
@@ -215,7 +327,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let policy_paths = if args.no_policies {
+    let structural_only = args.profile == Some(ProfileArg::Structural);
+    if structural_only && !args.policies.is_empty() {
+        bail!("--profile structural loads no policies: drop --policies");
+    }
+    let no_policies = args.no_policies || structural_only;
+    let cluster_policies = args.policy_source != PolicySourceArg::Files;
+    if cluster_policies && !args.cluster {
+        bail!("--policy-source cluster and both read the cluster: add --cluster");
+    }
+    if cluster_policies && no_policies {
+        bail!("--policy-source cluster and both load policies: drop --no-policies");
+    }
+    let policy_paths = if no_policies || args.policy_source == PolicySourceArg::Cluster {
         Vec::new()
     } else if !args.policies.is_empty() {
         args.policies.clone()
@@ -233,9 +357,33 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
             ),
         }
     };
-    let profile = args.profile.map(|ProfileArg::Baseline| Profile::Baseline);
-    let policies = policy_load::load_policies(&policy_paths, profile)
+    let profile = match args.profile {
+        Some(ProfileArg::Baseline) => Some(Profile::Baseline),
+        Some(ProfileArg::Structural) | None => None,
+    };
+    // With cluster policies the profile is added once both sets are merged.
+    let file_profile = if cluster_policies { None } else { profile };
+    let policies = policy_load::load_policies(&policy_paths, file_profile)
         .map_err(|e| anyhow::anyhow!("policies could not be loaded:\n{e}"))?;
+    let cluster = args
+        .cluster
+        .then(|| runtime_and_client(&args))
+        .transpose()?;
+    let policies = match &cluster {
+        Some((rt, client)) if cluster_policies => {
+            let (from_cluster, invalid) = rt
+                .block_on(check::cluster::policies(
+                    client,
+                    check::cluster::DEFAULT_PAGE_SIZE,
+                ))
+                .context("reading the cluster's HostProcessPolicy objects")?;
+            for reason in invalid {
+                eprintln!("warning: HostProcessPolicy {reason}; it is not in force");
+            }
+            merge_policies(policies, from_cluster, profile)?
+        }
+        _ => policies,
+    };
 
     let mut labels = match &args.namespace_labels {
         Some(file) => NamespaceLabels::load(file).map_err(anyhow::Error::msg)?,
@@ -246,21 +394,48 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
     }
     let opts = CheckOptions {
         policies,
-        default_namespace: args.namespace.clone(),
+        default_namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         namespace_labels: labels,
         structural: StructuralOptions {
             allow_privileged: args.allow_privileged,
             ..StructuralOptions::default()
         },
         max_file_size: args.max_file_size,
-        apply_defaults: !args.no_defaults,
+        apply_defaults: !args.no_defaults && !structural_only,
+        strict: args.strict,
+        require_admission: !no_policies,
     };
-    let inputs: Vec<Input> = args
-        .paths
-        .iter()
-        .map(|p| Input::from_arg(p.clone()))
-        .collect();
-    let report = check::check(&inputs, &opts);
+    let report = match &cluster {
+        Some((rt, client)) => {
+            let namespace = if args.all_namespaces {
+                None
+            } else {
+                Some(
+                    args.namespace
+                        .clone()
+                        .unwrap_or_else(|| client.default_namespace().to_owned()),
+                )
+            };
+            let cluster_opts = check::cluster::ClusterOptions {
+                namespace,
+                owned_pods: args.pods,
+                ..check::cluster::ClusterOptions::default()
+            };
+            rt.block_on(check::cluster::check_cluster(client, opts, &cluster_opts))
+                .context("reading the cluster")?
+        }
+        None => {
+            let inputs: Vec<Input> = args
+                .paths
+                .iter()
+                .map(|p| Input::from_arg(p.clone()))
+                .collect();
+            check::check(&inputs, &opts)
+        }
+    };
 
     let fail_on = match args.fail_on {
         FailOnArg::Deny => FailOn::Deny,
@@ -285,6 +460,94 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         .context("writing errors")?;
     write_stdout(|w| output::write_report(w, &report, &out_opts))?;
     Ok(report.status(fail_on).exit_code())
+}
+
+/// A single-threaded runtime and a client from the kubeconfig (or in-cluster credentials).
+fn runtime_and_client(args: &CheckArgs) -> anyhow::Result<(tokio::runtime::Runtime, kube::Client)> {
+    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = rt.block_on(async {
+        match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .context("kubeconfig")
+            }
+            None if args.context.is_some() => Config::from_kubeconfig(&options)
+                .await
+                .context("kubeconfig"),
+            None => Config::infer()
+                .await
+                .context("no kubeconfig and no in-cluster credentials"),
+        }
+    })?;
+    let client = {
+        let _guard = rt.enter();
+        kube::Client::try_from(config).context("cluster client")?
+    };
+    Ok((rt, client))
+}
+
+/// File policies and the cluster's, a file winning over an object of the same name, as the
+/// webhook's `--policy-source both` does.
+fn merge_policies(
+    files: hostgate::policy::PolicySet,
+    cluster: Vec<hostgate::policy::CompiledPolicy>,
+    profile: Option<Profile>,
+) -> anyhow::Result<hostgate::policy::PolicySet> {
+    let mut all = files.into_policies();
+    for p in cluster {
+        if all.iter().all(|f| f.name() != p.name()) {
+            all.push(p);
+        }
+    }
+    let set = hostgate::policy::PolicySet::new(all)?;
+    Ok(match profile {
+        Some(p) => set.with_profile(p),
+        None => set,
+    })
+}
+
+fn suggest(args: SuggestArgs) -> anyhow::Result<u8> {
+    let mut opts = CheckOptions::new(hostgate::policy::PolicySet::default());
+    opts.max_file_size = args.max_file_size;
+    let inputs: Vec<Input> = args
+        .paths
+        .iter()
+        .map(|p| Input::from_arg(p.clone()))
+        .collect();
+    let (objects, report) = check::read_objects(&inputs, &opts);
+    let color = ColorArg::Auto.enabled(io::stderr().is_terminal());
+    output::text::write_errors(&mut io::stderr().lock(), &report, color)
+        .context("writing errors")?;
+    if !report.errors.is_empty() {
+        return Ok(2);
+    }
+    let suggestion = check::suggest::suggest(
+        &objects,
+        &check::suggest::SuggestOptions {
+            mode: match args.mode {
+                ModeArg::Enforce => hostgate::policy::Mode::Enforce,
+                ModeArg::Warn => hostgate::policy::Mode::Warn,
+                ModeArg::Audit => hostgate::policy::Mode::Audit,
+            },
+            default_namespace: args.namespace,
+        },
+    );
+    for reason in &suggestion.left_out {
+        eprintln!("warning: left out: {reason}");
+    }
+    write_stdout(|w| w.write_all(suggestion.yaml.as_bytes()))?;
+    Ok(0)
 }
 
 fn test(args: TestArgs) -> anyhow::Result<u8> {

@@ -32,8 +32,9 @@
 //!     {"source": {"file": "deploy/csi.yaml", "document": 1, "line": 1},
 //!      "apiVersion": "v1", "kind": "ServiceAccount", "namespace": "kube-system", "name": "csi-proxy"}
 //!   ],
-//!   "summary": {"files": 2, "objects": 1, "allowed": 0, "audited": 0, "warned": 0, "denied": 1,
-//!               "skipped": 1, "errors": 1}
+//!   "notObjects": [{"file": "chart/values.yaml", "document": 1, "line": 1}],
+//!   "summary": {"files": 3, "objects": 1, "allowed": 0, "audited": 0, "warned": 0, "denied": 1,
+//!               "skipped": 1, "notObjects": 1, "errors": 1}
 //! }
 //! ```
 //!
@@ -47,7 +48,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::check::report::{InputError, ObjectResult, Report, Skipped, Summary};
+use crate::check::report::{InputError, ObjectResult, Report, Skipped, SourceRef, Summary};
 use crate::policy::API_VERSION;
 
 /// `kind` of the JSON report.
@@ -61,6 +62,7 @@ struct Envelope<'a> {
     results: &'a [ObjectResult],
     errors: Vec<ErrorEntry<'a>>,
     skipped: &'a [Skipped],
+    not_objects: &'a [SourceRef],
     summary: Summary,
 }
 
@@ -86,6 +88,7 @@ pub fn write(w: &mut dyn Write, report: &Report) -> io::Result<()> {
             })
             .collect(),
         skipped: &report.skipped,
+        not_objects: &report.not_objects,
         summary: report.summary(),
     };
     serde_json::to_writer_pretty(&mut *w, &envelope)?;
@@ -128,8 +131,12 @@ mod tests {
         );
         assert_eq!(v["skipped"][0]["source"]["item"], 2);
         assert_eq!(
+            v["notObjects"],
+            json!([{"file": "chart/values.yaml", "document": 1, "line": 10}])
+        );
+        assert_eq!(
             v["summary"],
-            json!({"files": 3, "objects": 4, "allowed": 1, "audited": 1, "warned": 1, "denied": 1, "skipped": 1, "errors": 1})
+            json!({"files": 3, "objects": 4, "allowed": 1, "audited": 1, "warned": 1, "denied": 1, "skipped": 1, "notObjects": 1, "errors": 1})
         );
     }
 }

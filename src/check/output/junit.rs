@@ -1,6 +1,8 @@
 //! JUnit XML: one `<testsuite>` per input file, one `<testcase classname="<Kind>"
-//! name="<namespace>/<name>">` per object, a `<failure>` for each object that fails the run
-//! (`type` = its rule ids) and an `<error>` test case for each bad input.
+//! name="<namespace>/<name>" file="…" line="…">` per object (`line`: the first failing field's
+//! line, else the object's), a `<failure>` for each object that fails the run (`type` = its rule
+//! ids; each finding followed by `(at <file>:<line>:<column>)` when its field is located) and an
+//! `<error>` test case for each bad input.
 
 use std::io::{self, Write};
 
@@ -97,6 +99,14 @@ pub fn write(w: &mut dyn Write, report: &Report, fail_on: FailOn) -> io::Result<
                 escape(&format!("{}/{name}", r.namespace))
             )?;
             let findings = failing(r, fail_on);
+            // The line of the first failing field, else of the object.
+            let line = findings
+                .iter()
+                .find_map(|(_, f)| r.locations.get(&f.path).map(|at| at.line))
+                .or(r.source.line);
+            if let Some(line) = line {
+                write!(w, r#" line="{line}""#)?;
+            }
             if fail_on.fails(r.outcome) {
                 let mut ids: Vec<&str> = findings.iter().map(|(_, f)| f.rule).collect();
                 ids.dedup();
@@ -107,7 +117,10 @@ pub fn write(w: &mut dyn Write, report: &Report, fail_on: FailOn) -> io::Result<
                     .join("; ");
                 let body = findings
                     .iter()
-                    .map(|(label, f)| format!("{label}: {f}"))
+                    .map(|(label, f)| match r.locations.get(&f.path) {
+                        Some(at) => format!("{label}: {f} (at {}:{at})", r.source.file),
+                        None => format!("{label}: {f}"),
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 writeln!(w, ">")?;

@@ -94,6 +94,7 @@ pub(crate) mod fixtures {
     fn result(name: &str, file: &str, decision: Decision) -> ObjectResult {
         ObjectResult {
             defaulted: Vec::new(),
+            locations: std::collections::BTreeMap::new(),
             source: source(file, 1, None),
             api_version: "apps/v1",
             kind: "DaemonSet",
@@ -184,7 +185,9 @@ pub(crate) mod fixtures {
                 kind: "Service".into(),
                 namespace: None,
                 name: Some("svc".into()),
+                owner: None,
             }],
+            not_objects: vec![source("chart/values.yaml", 1, None)],
             errors: vec![InputError {
                 file: Arc::from("bad file's \"name\".yaml"),
                 document: Some(2),

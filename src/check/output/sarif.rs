@@ -2,8 +2,8 @@
 //!
 //! One run; `tool.driver.rules` is the rule catalogue ([`crate::rules::CATALOGUE`]); one result
 //! per finding with `level` `error` (deny), `warning` (warn) or `note` (audit), the file as the
-//! artifact, the document's first line as the region, and the field path as the logical
-//! location. Bad inputs are tool execution notifications, and make `executionSuccessful` false.
+//! artifact, the offending field's line and column as the region (the document's first line
+//! when the field's position is unknown), and the field path as the logical location. Bad inputs are tool execution notifications, and make `executionSuccessful` false.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -214,7 +214,9 @@ fn result(r: &ObjectResult, f: &Finding, level: &str, rule_index: usize) -> Valu
         &r.name
     };
     let mut physical = json!({"artifactLocation": {"uri": file_uri(&r.source.file)}});
-    if let Some(line) = r.source.line {
+    if let Some(at) = r.locations.get(&f.path) {
+        physical["region"] = json!({"startLine": at.line, "startColumn": at.column});
+    } else if let Some(line) = r.source.line {
         physical["region"] = json!({"startLine": line});
     }
     let mut properties = json!({

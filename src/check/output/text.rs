@@ -72,6 +72,18 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 writeln!(w, "  {}{label}{} {f}", p.start(color), p.end())?;
             }
         }
+        if r.outcome != Outcome::Allowed || !opts.quiet {
+            for c in &r.defaulted {
+                writeln!(
+                    w,
+                    "  {}would be defaulted{}: {}: {}",
+                    p.start(DIM),
+                    p.end(),
+                    c.path,
+                    c.description
+                )?;
+            }
+        }
     }
     if opts.verbose {
         for s in &report.skipped {
@@ -88,13 +100,33 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 (None, Some(name)) => write!(w, "{name} ")?,
                 _ => {}
             }
-            writeln!(w, "({}): not a kind hostgate judges", s.source)?;
+            match &s.owner {
+                Some(owner) => writeln!(
+                    w,
+                    "({}): runs the pod template of {owner}, which is judged (--pods judges pods too)",
+                    s.source
+                )?,
+                None => writeln!(w, "({}): not a kind hostgate judges", s.source)?,
+            }
+        }
+        for source in &report.not_objects {
+            writeln!(
+                w,
+                "{}skipped{} ({source}): not a Kubernetes object (neither apiVersion nor kind)",
+                p.start(DIM),
+                p.end(),
+            )?;
         }
     }
     let s = report.summary();
+    let not_objects = match s.not_objects {
+        0 => String::new(),
+        1 => "; 1 not a Kubernetes object".to_owned(),
+        n => format!("; {n} not Kubernetes objects"),
+    };
     writeln!(
         w,
-        "{} {} in {} {}: {} allowed, {} denied, {} warned, {} audited; {} skipped; {} {}",
+        "{} {} in {} {}: {} allowed, {} denied, {} warned, {} audited; {} skipped{not_objects}; {} {}",
         s.objects,
         plural(s.objects, "object", "objects"),
         s.files,
@@ -140,7 +172,7 @@ DaemonSet kube-system/warned (deploy/b.yaml, document 1): ALLOWED with warnings 
   warn  [HG-USER-02] spec.template.spec.securityContext.windowsOptions.runAsUserName: not allowed (policy csi-proxy)
 DaemonSet kube-system/audited (deploy/b.yaml, document 1): ALLOWED with audit findings by policy csi-proxy
   audit [HG-LIMITS-01] spec.template.spec.containers[0].resources.limits.cpu: missing
-4 objects in 3 files: 1 allowed, 1 denied, 1 warned, 1 audited; 1 skipped; 1 error
+4 objects in 3 files: 1 allowed, 1 denied, 1 warned, 1 audited; 1 skipped; 1 not a Kubernetes object; 1 error
 "#;
         assert_eq!(text, want.replace("\\u{1}", "\u{1}"));
         assert!(!text.contains('\x1b'));
@@ -158,6 +190,10 @@ DaemonSet kube-system/audited (deploy/b.yaml, document 1): ALLOWED with audit fi
         assert!(text.contains("\x1b[1;31mDENIED\x1b[0m"), "{text}");
         assert!(
             text.contains("skipped\x1b[0m v1 Service svc (deploy/b.yaml, document 3, item 2): not a kind hostgate judges"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skipped\x1b[0m (chart/values.yaml, document 1): not a Kubernetes object (neither apiVersion nor kind)"),
             "{text}"
         );
         let mut err = Vec::new();
