@@ -124,23 +124,8 @@ fn install_registers_a_handler_containerd_serves_and_uninstall_restores_the_file
     );
     node.teardown(&run_pod);
     let unsigned = node.unsigned(&pod_yaml("not-approved", "[sh, -c, 'echo no']", ""));
-    let pod = node
-        .cri
-        .run_pod_sandbox(&node.pod_spec(&unsigned))
-        .expect("sandbox");
-    let id = node
-        .cri
-        .create_container(&pod.id, &node.container_specs(&unsigned)[0], &pod.config)
-        .expect("create");
-    let err = node
-        .cri
-        .start_container(&id)
-        .expect_err("refused")
-        .to_string();
+    let (err, _) = node.start_refused(&unsigned);
     assert!(err.contains("hostgate refused"), "{err}");
-    node.cri.remove_container(&id).expect("remove");
-    node.cri.stop_pod_sandbox(&pod.id).expect("stop");
-    node.cri.remove_pod_sandbox(&pod.id).expect("remove");
 
     // Uninstall restores the file byte for byte and removes the shim.
     let (code, out, err) = run(args("uninstall", &[]));

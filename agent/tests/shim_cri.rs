@@ -24,7 +24,9 @@ use hostgate_node_harness::{
 use hostgate_test_support::procs::marked;
 use hostgate_test_support::{eventually, wait_until};
 use k8s_openapi::api::core::v1::Pod;
-use shim_common::{DEADLINE, MARKER, Node, POLICY, job_dirs, pod_yaml, shim_processes};
+use shim_common::{
+    DEADLINE, LONG_RUNNING, MARKER, Node, POLICY, job_dirs, pod_yaml, shim_processes,
+};
 
 #[test]
 fn approved_pod_runs_and_reports_exit_code_times_and_log() {
@@ -250,7 +252,7 @@ fn a_node_without_trusted_keys_refuses_every_container() {
 fn only_hostgate_annotations_reach_one_shim_per_pod_which_exits_after_its_last_task() {
     skip_unless!(Prereq::RUNC);
     let node = Node::start(POLICY);
-    let yaml = pod_yaml("two", "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']", "")
+    let yaml = pod_yaml("two", LONG_RUNNING, "")
         .replace("metadata: {", "metadata: {annotations: {example.com/secret: s3cret}, ")
         .replace(
             "containers: [{name: main,",
@@ -384,11 +386,7 @@ fn the_memory_limit_is_enforced_and_reported_oom_killed() {
 fn a_running_pod_survives_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
     skip_unless!(Prereq::RUNC);
     let mut node = Node::start(POLICY);
-    let yaml = pod_yaml(
-        "survivor",
-        "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']",
-        "",
-    );
+    let yaml = pod_yaml("survivor", LONG_RUNNING, "");
     let pod = node.approve(&yaml);
     let run = node.run(&pod);
     let id = run.containers[0].clone();
@@ -455,11 +453,7 @@ fn a_running_pod_survives_a_containerd_restart_and_a_killed_shim_is_cleaned_up()
 fn a_runc_pod_on_the_same_containerd_is_unaffected() {
     skip_unless!(Prereq::RUNC);
     let node = Node::start(POLICY);
-    let approved = node.approve(&pod_yaml(
-        "next-door",
-        "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']",
-        "",
-    ));
+    let approved = node.approve(&pod_yaml("next-door", LONG_RUNNING, ""));
     let hostgate = node.run(&approved);
     node.wait_ready(&hostgate.containers[0]);
     // The same pod, unsigned, under the default runc handler: runc runs it, the gate is not asked.
@@ -530,19 +524,7 @@ fn delegate_mode_runs_approved_containers_under_runc_and_refuses_before_it() {
     node.teardown(&run);
 
     let unsigned = node.unsigned(&pod_yaml("delegate-refused", "[sh, -c, 'echo no']", ""));
-    let pod = node
-        .cri
-        .run_pod_sandbox(&node.pod_spec(&unsigned))
-        .expect("sandbox");
-    let id = node
-        .cri
-        .create_container(&pod.id, &node.container_specs(&unsigned)[0], &pod.config)
-        .expect("create");
-    let err = node
-        .cri
-        .start_container(&id)
-        .expect_err("refused")
-        .to_string();
+    let (err, id) = node.start_refused(&unsigned);
     assert!(err.contains("hostgate refused"), "{err}");
     assert!(err.contains("not signed"), "{err}");
     // runc never heard of the refused container.
@@ -551,7 +533,4 @@ fn delegate_mode_runs_approved_containers_under_runc_and_refuses_before_it() {
         .output()
         .expect("runc");
     assert!(!runc.status.success(), "runc knows the refused container");
-    node.cri.remove_container(&id).expect("remove");
-    node.cri.stop_pod_sandbox(&pod.id).expect("stop");
-    node.cri.remove_pod_sandbox(&pod.id).expect("remove");
 }

@@ -39,6 +39,10 @@ spec:
   defaults: {runAsUserName: 'NT AUTHORITY\SYSTEM'}
 "#;
 
+/// A command that runs until SIGTERM, then exits 0, and prints `ready` once its trap is set.
+pub const LONG_RUNNING: &str =
+    "[sh, -c, 'trap \"exit 0\" TERM; echo ready; while :; do sleep 1; done']";
+
 /// A HostProcess pod of one container `main` running `command`; `extra` is more container
 /// fields (YAML flow entries, each ending with `, `).
 pub fn pod_yaml(name: &str, command: &str, extra: &str) -> String {
@@ -310,6 +314,32 @@ impl Node {
             pod: cri_pod,
             containers,
         }
+    }
+
+    /// Creates `pod`'s sandbox and first container, expects `StartContainer` to fail, removes
+    /// both, and returns the error's text and the container's id.
+    pub fn start_refused(&self, pod: &Pod) -> (String, String) {
+        let sandbox = self
+            .cri
+            .run_pod_sandbox(&self.pod_spec(pod))
+            .expect("RunPodSandbox");
+        let id = self
+            .cri
+            .create_container(&sandbox.id, &self.container_specs(pod)[0], &sandbox.config)
+            .expect("CreateContainer");
+        let err = self
+            .cri
+            .start_container(&id)
+            .expect_err("StartContainer must fail")
+            .to_string();
+        self.cri.remove_container(&id).expect("RemoveContainer");
+        self.cri
+            .stop_pod_sandbox(&sandbox.id)
+            .expect("StopPodSandbox");
+        self.cri
+            .remove_pod_sandbox(&sandbox.id)
+            .expect("RemovePodSandbox");
+        (err, id)
     }
 
     /// Stops and removes everything of `run`.
