@@ -191,6 +191,7 @@ impl Node {
             None,
             Some(&self.signer),
             now,
+            Default::default(),
         )
         .expect("mutates");
         assert!(m.signed, "the test pod must be approved: {:?}", m.decision);
