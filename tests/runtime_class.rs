@@ -122,6 +122,13 @@ fn with_object(review: &Value, object: Value) -> Value {
     v
 }
 
+/// The review was denied, and the message names `finding` (`[RULE] path` or just `[RULE]`).
+fn assert_denied(outcome: &Outcome, finding: &str) {
+    let message = &outcome.response.result.message;
+    assert!(!outcome.response.allowed, "allowed: {message}");
+    assert!(message.contains(finding), "{finding} in {message}");
+}
+
 #[test]
 fn mutate_names_the_class_only_for_pods_it_approves_and_every_patch_applies() {
     let webhook = Webhook::new(false);
@@ -221,16 +228,7 @@ fn a_policy_that_requires_the_class_refuses_pods_that_name_none() {
     let unrouted = patched(&review, &outcome);
     assert_eq!(runtime_class(&unrouted), None);
     let validated = webhook.review(None, Endpoint::Validate, &with_object(&review, unrouted));
-    assert!(!validated.response.allowed);
-    assert!(
-        validated
-            .response
-            .result
-            .message
-            .contains("[HG-RUNTIME-01] spec.runtimeClassName"),
-        "{}",
-        validated.response.result.message
-    );
+    assert_denied(&validated, "[HG-RUNTIME-01] spec.runtimeClassName");
 
     // With --runtime-class the same pod is routed, signed and admitted.
     let outcome = webhook.review(Some(CLASS), Endpoint::Mutate, &review);
@@ -252,16 +250,7 @@ fn a_policy_that_requires_the_class_refuses_pods_that_name_none() {
         Endpoint::Validate,
         &with_object(&review, other),
     );
-    assert!(!validated.response.allowed);
-    assert!(
-        validated
-            .response
-            .result
-            .message
-            .contains("[HG-RUNTIME-02]"),
-        "{}",
-        validated.response.result.message
-    );
+    assert_denied(&validated, "[HG-RUNTIME-02]");
 }
 
 /// Pod templates are judged as their pods will be created: routed when the webhook routes.
@@ -270,12 +259,7 @@ fn templates_are_judged_as_their_pods_will_be_routed() {
     let webhook = Webhook::new(true);
     let review = review_of("daemonset-create-hostprocess.validating.json");
     let unrouted = webhook.review(None, Endpoint::Validate, &review);
-    assert!(!unrouted.response.allowed);
-    assert!(
-        unrouted.response.result.message.contains("[HG-RUNTIME-01]"),
-        "{}",
-        unrouted.response.result.message
-    );
+    assert_denied(&unrouted, "[HG-RUNTIME-01]");
     let routed = webhook.review(Some(CLASS), Endpoint::Validate, &review);
     assert!(routed.response.allowed, "{:?}", routed.response);
     assert!(routed.response.patch.is_none(), "/validate never patches");

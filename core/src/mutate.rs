@@ -94,33 +94,31 @@ spec:
   allow: {runAsUserNames: ['NT AUTHORITY\Local service']}
 "#;
 
-    #[test]
-    fn static_pod_is_defaulted_signed_and_verifies() {
+    /// Mutates `pod` with the static policy and a new key; the trust store that verifies it.
+    fn mutate_static(pod: &str, defaulting: DefaultingOptions<'_>) -> (Mutated, TrustStore) {
         let (p, _) = parse_policies(POLICY.as_bytes(), "t");
         let set = PolicySet::new(p).expect("set");
         let signer = SigningIdentity::new(generate_key().expect("key"));
-        let pod: Value = serde_yaml::from_str(
-            "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
-        )
-        .expect("yaml");
-        let m = mutate_value(
-            &set,
-            pod,
-            "default",
-            None,
-            Some(&signer),
-            1,
-            Default::default(),
-        )
-        .expect("mutates");
+        let pod: Value = serde_yaml::from_str(pod).expect("yaml");
+        let m = mutate_value(&set, pod, "default", None, Some(&signer), 1, defaulting)
+            .expect("mutates");
+        let mut trust = TrustStore::default();
+        trust.add(signer.verifying_key());
+        (m, trust)
+    }
+
+    const STATIC_POD: &str = "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}";
+
+    #[test]
+    fn static_pod_is_defaulted_signed_and_verifies() {
+        let (m, trust) = mutate_static(STATIC_POD, DefaultingOptions::default());
         assert!(m.signed);
         assert_eq!(
             m.value["spec"]["securityContext"]["windowsOptions"]["runAsUserName"],
             "NT AUTHORITY\\Local service"
         );
+        assert!(m.value["spec"].get("runtimeClassName").is_none());
         let w = Workload::from_value(m.value).expect("valid").expect("pod");
-        let mut trust = TrustStore::default();
-        trust.add(signer.verifying_key());
         let approval = trust
             .verify_pod(&w.pod().expect("spec"), "kube-system")
             .expect("the signed static pod verifies");
@@ -129,23 +127,13 @@ spec:
 
     #[test]
     fn the_runtime_class_is_named_before_signing_and_the_approval_carries_it() {
-        let (p, _) = parse_policies(POLICY.as_bytes(), "t");
-        let set = PolicySet::new(p).expect("set");
-        let signer = SigningIdentity::new(generate_key().expect("key"));
-        let pod: Value = serde_yaml::from_str(
-            "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
-        )
-        .expect("yaml");
         let routed = DefaultingOptions {
             runtime_class: Some("hostgate"),
         };
-        let m =
-            mutate_value(&set, pod, "default", None, Some(&signer), 1, routed).expect("mutates");
+        let (m, trust) = mutate_static(STATIC_POD, routed);
         assert!(m.signed);
         assert_eq!(m.value["spec"]["runtimeClassName"], "hostgate");
         let w = Workload::from_value(m.value).expect("valid").expect("pod");
-        let mut trust = TrustStore::default();
-        trust.add(signer.verifying_key());
         let approval = trust
             .verify_pod(&w.pod().expect("spec"), "kube-system")
             .expect("verifies");
