@@ -132,7 +132,7 @@ fn assert_denied(outcome: &Outcome, finding: &str) {
 #[test]
 fn mutate_names_the_class_only_for_pods_it_approves_and_every_patch_applies() {
     let webhook = Webhook::new(false);
-    let (mut routed, mut approved_elsewhere, mut left_alone) = (0, 0, 0);
+    let (mut routed, mut admitted_elsewhere, mut left_alone) = (0, 0, 0);
     for (name, review) in captured() {
         let outcome = webhook.review(Some(CLASS), Endpoint::Mutate, &review);
         let before = &review["request"]["object"];
@@ -141,7 +141,13 @@ fn mutate_names_the_class_only_for_pods_it_approves_and_every_patch_applies() {
         let pod_create = request["kind"]["kind"] == "Pod"
             && request["operation"] == "CREATE"
             && request.get("subResource").is_none();
-        if outcome.signed && pod_create && runtime_class(before).is_none() {
+        // `policy` is the policy that admitted the HostProcess pod; signing follows admission.
+        let admitted = outcome.policy.is_some();
+        assert!(
+            !outcome.signed || admitted,
+            "{name}: signed but not admitted"
+        );
+        if admitted && pod_create && runtime_class(before).is_none() {
             assert_eq!(runtime_class(&after), Some(CLASS), "{name}: approved");
             routed += 1;
             // The validating webhook then admits the routed pod: its approval names the class.
@@ -161,8 +167,8 @@ fn mutate_names_the_class_only_for_pods_it_approves_and_every_patch_applies() {
                 runtime_class(before),
                 "{name}: not an approved pod being created, the RuntimeClass is left as it was"
             );
-            if outcome.signed {
-                approved_elsewhere += 1;
+            if admitted {
+                admitted_elsewhere += 1;
             } else {
                 left_alone += 1;
             }
@@ -174,8 +180,8 @@ fn mutate_names_the_class_only_for_pods_it_approves_and_every_patch_applies() {
         "only {left_alone} reviews were left alone"
     );
     assert_eq!(
-        approved_elsewhere, 0,
-        "every approval here is of a created pod"
+        admitted_elsewhere, 0,
+        "every admission here is of a created pod"
     );
 }
 
