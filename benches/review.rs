@@ -36,6 +36,7 @@ fn bench_review(c: &mut Criterion) {
         trust: Some(&trust),
         allow_privileged: true,
         now: 1_790_000_000,
+        runtime_class: None,
     };
 
     let mut group = c.benchmark_group("review");

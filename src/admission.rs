@@ -12,7 +12,9 @@
 //!   `warnings`, Audit findings `auditAnnotations`.
 //! - `/mutate` defaults HostProcess Pods, signs an approval for those a policy admits, and
 //!   removes any approval it did not sign; the answer is an RFC 6902 patch. It never denies on
-//!   policy grounds: `/validate` decides.
+//!   policy grounds: `/validate` decides. With [`Reviewer::runtime_class`] it also names that
+//!   RuntimeClass for the HostProcess pods it approves on CREATE that name none (the field
+//!   cannot change on an existing pod), and `/validate` defaults pod templates the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -98,6 +100,9 @@ pub struct Reviewer<'a> {
     pub allow_privileged: bool,
     /// Issue time for approvals, seconds since the Unix epoch.
     pub now: u64,
+    /// `hostgate serve --runtime-class`: the RuntimeClass named for the HostProcess pods that
+    /// `/mutate` approves and that name none.
+    pub runtime_class: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Reviewer<'_> {
@@ -106,6 +111,7 @@ impl std::fmt::Debug for Reviewer<'_> {
             .field("policies", &self.policies.len())
             .field("signer", &self.signer)
             .field("allow_privileged", &self.allow_privileged)
+            .field("runtime_class", &self.runtime_class)
             .finish_non_exhaustive()
     }
 }
@@ -508,8 +514,10 @@ impl Reviewer<'_> {
                 None => return,
             }
         } else {
-            // Pods of this template are defaulted by /mutate before they are judged.
-            defaults::default_workload(self.policies, workload, ctx).decision
+            // Pods of this template are defaulted by /mutate before they are judged, and they
+            // are created: the RuntimeClass applies whatever the operation on the template.
+            defaults::default_workload_with(self.policies, workload, ctx, self.defaulting(true))
+                .decision
         };
         if kind == Kind::Pod
             && decision.allowed
@@ -539,7 +547,9 @@ impl Reviewer<'_> {
         ctx: &EvalContext<'_>,
     ) -> Result<(), MalformedReview> {
         let before = workload.to_value();
-        let defaulted = defaults::default_workload(self.policies, &mut workload, ctx);
+        let defaulting = self.defaulting(ctx.structural.create);
+        let defaulted =
+            defaults::default_workload_with(self.policies, &mut workload, ctx, defaulting);
         let Workload::Pod(pod) = &mut workload else {
             return Ok(());
         };
@@ -569,6 +579,15 @@ impl Reviewer<'_> {
                 .insert("defaulted".to_owned(), changes_summary(&defaulted.changes));
         }
         Ok(())
+    }
+}
+
+impl Reviewer<'_> {
+    /// The webhook's own defaults for a pod that is being created (or not).
+    fn defaulting(&self, create: bool) -> defaults::DefaultingOptions<'_> {
+        defaults::DefaultingOptions {
+            runtime_class: self.runtime_class.filter(|_| create),
+        }
     }
 }
 

@@ -12,7 +12,10 @@
 //!   (`tests/data/chart/match-conditions.yaml`), select exactly the objects that hostgate itself
 //!   considers HostProcess requests;
 //! - the rendered policies ConfigMap loads with `hostgate::policy::load`, and `hostgate check` over
-//!   the whole rendered chart admits the agent DaemonSet and denies nothing;
+//!   the whole rendered chart admits the agent DaemonSet (its install step included) and denies
+//!   nothing, with and without the webhook's `--runtime-class`;
+//! - the node half: the `RuntimeClass`, the webhook's `--runtime-class`, the agent's install step
+//!   (or uninstall step) with the installer's flags, and its node-labelling RBAC;
 //! - the `helm test` pod's AdmissionReview gets, from the webhook's router, the answer its script
 //!   checks for;
 //! - bad values are refused by `values.schema.json`, impossible combinations by
@@ -30,7 +33,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
@@ -270,6 +274,7 @@ fn check_object(v: &Value) -> Result<(), String> {
         ("v1", "Pod") => strict::<Pod>(v),
         ("apps/v1", "Deployment") => strict::<Deployment>(v),
         ("apps/v1", "DaemonSet") => strict::<DaemonSet>(v),
+        ("node.k8s.io/v1", "RuntimeClass") => strict::<RuntimeClass>(v),
         ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<ClusterRoleBinding>(v),
@@ -319,7 +324,14 @@ fn helm_lint_strict() {
     for set in [
         &[][..],
         &["--set", "certManager.enabled=true"],
-        &["--set", "agent.enabled=false,policies.source=files"],
+        &[
+            "--set",
+            "agent.enabled=false,runtimeClass.enabled=false,policies.source=files",
+        ],
+        &[
+            "--set",
+            "agent.install.action=uninstall,webhook.hostNetwork=true",
+        ],
     ] {
         let out = Command::new(helm)
             .args(["lint", "--strict", "--namespace", NAMESPACE])
@@ -374,6 +386,9 @@ fn scenarios() -> Vec<Scenario> {
                 "ConfigMap/hg-hostgate-policies",
                 "DaemonSet/hg-hostgate-agent",
                 "ServiceAccount/hg-hostgate-agent",
+                "ClusterRole/hg-hostgate-agent",
+                "ClusterRoleBinding/hg-hostgate-agent",
+                "RuntimeClass/hostgate",
                 "Pod/hg-hostgate-test",
             ],
             absent: &["Certificate", "Issuer", "ConfigMap/hg-hostgate-trusted-keys"],
@@ -389,6 +404,7 @@ fn scenarios() -> Vec<Scenario> {
                     "--log-format=json",
                     "--shutdown-delay=5s",
                     "--shutdown-timeout=25s",
+                    "--runtime-class=hostgate",
                 ] {
                     assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
                 }
@@ -458,8 +474,11 @@ fn scenarios() -> Vec<Scenario> {
                     ])),
                     "stable selector labels only"
                 );
+                assert_eq!(pod.host_network, None, "on the pod network by default");
                 check_rbac(objs);
                 check_agent(objs);
+                check_install_step(objs);
+                check_runtime_class(objs);
                 check_webhook_configurations(objs);
             },
         },
@@ -512,9 +531,14 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "agent off",
-            args: set("agent.enabled=false"),
+            args: set("agent.enabled=false,runtimeClass.enabled=false"),
             present: &["ConfigMap/hg-hostgate-policies"],
-            absent: &["DaemonSet", "ServiceAccount/hg-hostgate-agent"],
+            absent: &[
+                "DaemonSet",
+                "ServiceAccount/hg-hostgate-agent",
+                "ClusterRole/hg-hostgate-agent",
+                "RuntimeClass",
+            ],
             check: |objs| {
                 let data = policy_files(objs);
                 assert!(!data.contains_key("chart-agent.yaml"));
@@ -554,14 +578,14 @@ fn scenarios() -> Vec<Scenario> {
             name: "policies from files only",
             args: set("policies.source=files"),
             present: &["Role/hg-hostgate-webhook"],
-            absent: &["ClusterRole", "ClusterRoleBinding"],
+            absent: &["ClusterRole/hg-hostgate-webhook", "ClusterRoleBinding/hg-hostgate-webhook"],
             check: |objs| {
                 assert!(webhook_args(objs).contains(&"--policy-source=files".to_owned()));
             },
         },
         Scenario {
             name: "policies from the cluster only",
-            args: set("policies.source=cluster,policies.shipped=false,agent.enabled=false"),
+            args: set("policies.source=cluster,policies.shipped=false,agent.enabled=false,runtimeClass.enabled=false"),
             present: &["ClusterRole/hg-hostgate-webhook"],
             absent: &["ConfigMap/hg-hostgate-policies", "DaemonSet"],
             check: |objs| {
@@ -572,7 +596,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "no approvals, no cluster: no API access at all",
-            args: set("approvals.enabled=false,agent.enabled=false,policies.source=files"),
+            args: set("approvals.enabled=false,agent.enabled=false,runtimeClass.enabled=false,policies.source=files"),
             present: &["ConfigMap/hg-hostgate-policies"],
             absent: &[
                 "Role",
@@ -647,6 +671,118 @@ fn scenarios() -> Vec<Scenario> {
                 let pdb = find(objs, "PodDisruptionBudget", "hg-hostgate-webhook");
                 assert_eq!(pdb["spec"]["maxUnavailable"], 1);
                 assert!(pdb["spec"].get("minAvailable").is_none());
+            },
+        },
+        Scenario {
+            name: "the handler installed, no RuntimeClass",
+            args: set("runtimeClass.enabled=false"),
+            present: &["DaemonSet/hg-hostgate-agent", "ClusterRole/hg-hostgate-agent"],
+            absent: &["RuntimeClass"],
+            check: |objs| {
+                assert!(
+                    !webhook_args(objs).iter().any(|a| a.starts_with("--runtime-class")),
+                    "nothing to route pods to"
+                );
+                check_install_step(objs);
+            },
+        },
+        Scenario {
+            name: "no node half: sync only",
+            args: set("runtimeClass.enabled=false,agent.install.enabled=false"),
+            present: &["DaemonSet/hg-hostgate-agent"],
+            absent: &[
+                "RuntimeClass",
+                "ClusterRole/hg-hostgate-agent",
+                "ClusterRoleBinding/hg-hostgate-agent",
+            ],
+            check: |objs| {
+                let pod = agent_pod(objs);
+                assert!(pod.init_containers.is_none(), "no install step");
+                let volumes: Vec<&str> = pod
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .map(|v| v.name.as_str())
+                    .collect();
+                assert_eq!(volumes, ["trust-keys", "policies"], "no token at all");
+                let policy = &policy_files(objs)["chart-agent.yaml"];
+                assert!(policy.contains("types: [configMap]\n"), "{policy}");
+            },
+        },
+        Scenario {
+            name: "cleaning the nodes up before helm uninstall",
+            args: set("agent.install.action=uninstall"),
+            present: &["RuntimeClass/hostgate", "ClusterRole/hg-hostgate-agent"],
+            absent: &[],
+            check: |objs| {
+                assert!(
+                    !webhook_args(objs).iter().any(|a| a.starts_with("--runtime-class")),
+                    "the webhook stops routing pods while their nodes lose the handler"
+                );
+                let init = install_step(objs);
+                assert_eq!(init.name, "uninstall");
+                let args = init.args.clone().expect("args");
+                assert_eq!(args[1], "uninstall");
+                for want in [
+                    r"--containerd-config=C:\Program Files\containerd\config.toml",
+                    r"--shim-dir=C:\Program Files\containerd",
+                    "--restart=windows-service",
+                    "--label-node=$(NODE_NAME)",
+                ] {
+                    assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+                }
+            },
+        },
+        Scenario {
+            name: "native mode on containerd 2.x, no restart, own paths and apiserver",
+            args: vec![
+                "--set".into(),
+                "agent.install.mode=native,agent.install.restart=none,agent.install.restartTimeout=120,\
+                 agent.install.binDir=D:/containerd/bin/,agent.install.containerdConfig=D:/containerd/config.toml,\
+                 agent.install.apiServer.host=10.0.0.1,agent.install.apiServer.port=6443"
+                    .into(),
+                "--set-string".into(),
+                "agent.install.configVersion=3".into(),
+            ],
+            present: &["DaemonSet/hg-hostgate-agent"],
+            absent: &[],
+            check: |objs| {
+                let init = install_step(objs);
+                let args = init.args.clone().expect("args");
+                for want in [
+                    "--containerd-config=D:/containerd/config.toml",
+                    "--config-version=3",
+                    "--shim-dir=D:/containerd/bin/",
+                    "--restart=none",
+                    "--restart-timeout=120",
+                ] {
+                    assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+                }
+                assert!(!args.iter().any(|a| a == "--delegate"), "{args:?}");
+                let env: BTreeMap<String, String> = init
+                    .env
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                    .collect();
+                assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.0.0.1");
+                assert_eq!(env["KUBERNETES_SERVICE_PORT"], "6443");
+            },
+        },
+        Scenario {
+            name: "webhook on the host network",
+            args: set("webhook.hostNetwork=true,webhook.port=9443"),
+            present: &["Deployment/hg-hostgate-webhook"],
+            absent: &[],
+            check: |objs| {
+                assert!(webhook_args(objs).contains(&"--secure-port=9443".to_owned()));
+                let d: Deployment = typed(find(objs, "Deployment", "hg-hostgate-webhook"));
+                let pod = d.spec.expect("spec").template.spec.expect("pod");
+                assert_eq!(pod.host_network, Some(true));
+                assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+                let port = &pod.containers[0].ports.as_ref().expect("ports")[0];
+                assert_eq!(port.container_port, 9443);
+                assert_eq!(port.name.as_deref(), Some("https"), "the Service targets it by name");
             },
         },
         Scenario {
@@ -791,6 +927,7 @@ fn check_agent(objs: &[Value]) {
         .volumes
         .iter()
         .flatten()
+        .filter(|v| v.config_map.is_some())
         .map(|v| {
             (
                 v.name.clone(),
@@ -806,6 +943,158 @@ fn check_agent(objs: &[Value]) {
                 "hg-hostgate-public-keys".to_owned()
             ),
             ("policies".to_owned(), "hg-hostgate-policies".to_owned())
+        ]
+    );
+}
+
+fn agent_pod(objs: &[Value]) -> k8s_openapi::api::core::v1::PodSpec {
+    let ds: DaemonSet = typed(find(objs, "DaemonSet", "hg-hostgate-agent"));
+    ds.spec.expect("spec").template.spec.expect("pod")
+}
+
+/// The agent's init container.
+fn install_step(objs: &[Value]) -> Container {
+    let init = agent_pod(objs).init_containers.expect("an install step");
+    assert_eq!(init.len(), 1);
+    init[0].clone()
+}
+
+/// The install step with the defaults: the installer's flags for a Windows node with containerd
+/// in its usual place, the shim from the image, the node directory the shim reads, the node
+/// labelled with a token mounted into this container only, and RBAC for exactly that.
+fn check_install_step(objs: &[Value]) {
+    let pod = agent_pod(objs);
+    let init = install_step(objs);
+    let sync = &pod.containers[0];
+    assert_eq!(init.name, "install");
+    assert_eq!(
+        init.image, sync.image,
+        "the shim comes from the agent's image"
+    );
+    assert_eq!(init.command, Some(vec!["hostgate-agent.exe".to_owned()]));
+    assert_eq!(
+        init.resources, sync.resources,
+        "within the agent policy's limits"
+    );
+    assert!(
+        init.security_context.is_none(),
+        "no Linux fields on a Windows pod"
+    );
+    assert_eq!(
+        init.args.clone().expect("args"),
+        [
+            "--log-level=info",
+            "install",
+            r"--containerd-config=C:\Program Files\containerd\config.toml",
+            "--config-version=auto",
+            r"--shim-dir=C:\Program Files\containerd",
+            r"--containerd=C:\Program Files\containerd\containerd.exe",
+            r"--containerd-address=\\.\pipe\containerd-containerd",
+            "--restart=windows-service",
+            "--restart-timeout=60",
+            r"--node-dir=C:\ProgramData\hostgate",
+            "--delegate",
+            "--label-node=$(NODE_NAME)",
+        ]
+    );
+    // The installer's node directory is sync's destination and the shim's default.
+    let sync_args = sync.args.clone().expect("args");
+    assert!(sync_args.contains(&r"--dest=C:\ProgramData\hostgate".to_owned()));
+    let node_name = init
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "NODE_NAME")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|f| f.field_ref.as_ref())
+        .map(|f| f.field_path.as_str());
+    assert_eq!(node_name, Some("spec.nodeName"));
+    // The token: mounted where the installer reads it, in the install step only.
+    let mounts: Vec<(&str, &str)> = init
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [(
+            "node-label-token",
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        )]
+    );
+    assert!(
+        sync.volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.name != "node-label-token"),
+        "sync gets no token"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let token = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "node-label-token")
+        .and_then(|v| v.projected.as_ref())
+        .expect("a projected token volume");
+    let sources = token.sources.as_ref().expect("sources");
+    assert_eq!(
+        sources[0]
+            .service_account_token
+            .as_ref()
+            .map(|t| t.path.as_str()),
+        Some("token")
+    );
+    assert_eq!(
+        sources[1].config_map.as_ref().map(|c| c.name.as_str()),
+        Some("kube-root-ca.crt")
+    );
+    // RBAC: patch on nodes, nothing else, for the agent's service account.
+    let role: ClusterRole = typed(find(objs, "ClusterRole", "hg-hostgate-agent"));
+    let rules = role.rules.expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups, Some(vec![String::new()]));
+    assert_eq!(rules[0].resources, Some(vec!["nodes".to_owned()]));
+    assert_eq!(rules[0].verbs, ["patch"]);
+    let binding = find(objs, "ClusterRoleBinding", "hg-hostgate-agent");
+    assert_eq!(binding["roleRef"]["name"], "hg-hostgate-agent");
+    assert_eq!(binding["subjects"][0]["name"], "hg-hostgate-agent");
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    // The agent's policy admits the token volume.
+    let policy = &policy_files(objs)["chart-agent.yaml"];
+    assert!(policy.contains("types: [configMap, projected]"), "{policy}");
+}
+
+/// The RuntimeClass: the installer's handler, scheduled only on the nodes it labelled, with
+/// the Windows tolerations.
+fn check_runtime_class(objs: &[Value]) {
+    let rc: RuntimeClass = typed(find(objs, "RuntimeClass", "hostgate"));
+    assert_eq!(rc.handler, "hostgate");
+    let scheduling = rc.scheduling.expect("scheduling");
+    assert_eq!(
+        scheduling.node_selector,
+        Some(BTreeMap::from([(
+            "hostgate.io/node".to_owned(),
+            "ready".to_owned()
+        )]))
+    );
+    let tolerations: Vec<(Option<&str>, Option<&str>, Option<&str>)> = scheduling
+        .tolerations
+        .as_ref()
+        .expect("tolerations")
+        .iter()
+        .map(|t| (t.key.as_deref(), t.value.as_deref(), t.effect.as_deref()))
+        .collect();
+    assert_eq!(
+        tolerations,
+        [
+            (Some("os"), Some("windows"), Some("NoSchedule")),
+            (
+                Some("node.kubernetes.io/os"),
+                Some("windows"),
+                Some("NoSchedule")
+            )
         ]
     );
 }
@@ -952,6 +1241,7 @@ fn every_rendered_object_is_a_valid_typed_object() {
                     | "ClusterRoleBinding"
                     | "MutatingWebhookConfiguration"
                     | "ValidatingWebhookConfiguration"
+                    | "RuntimeClass"
             );
             let ns = o["metadata"]["namespace"].as_str();
             if cluster_scoped != ns.is_none() || ns.is_some_and(|n| n != NAMESPACE) {
@@ -1239,35 +1529,47 @@ fn rendered_policies_load_and_hostgate_check_admits_the_chart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = dir.path().join("chart.yaml");
         std::fs::write(&manifest, &text).expect("write");
-        let report = check_rendered(&manifest, policies);
-        let summary = report.summary();
-        assert!(report.errors.is_empty(), "{args:?}: {:?}", report.errors);
-        assert_eq!(summary.denied, 0, "{args:?}: {:#?}", report.results);
-        let agent = report
-            .results
-            .iter()
-            .find(|r| r.kind == "DaemonSet" && r.name == "hg-hostgate-agent")
-            .expect("the agent DaemonSet is judged");
-        assert_eq!(
-            agent.outcome,
-            hostgate::check::Outcome::Allowed,
-            "{args:?}: {:#?}",
-            agent.decision
-        );
-        assert!(
-            agent.decision.policy.as_deref() == Some("hg-hostgate-agent") && agent.decision.host_process,
-            "admitted by its own policy: {:#?}",
-            agent.decision
-        );
+        // As the webhook judges pods, and as it would with its --runtime-class (the agent's
+        // namespace is exempt, so in the cluster it is never routed; the policy admits it either
+        // way).
+        for runtime_class in [None, Some("hostgate")] {
+            let report = check_rendered(&manifest, policies.clone(), runtime_class);
+            let summary = report.summary();
+            assert!(report.errors.is_empty(), "{args:?}: {:?}", report.errors);
+            assert_eq!(summary.denied, 0, "{args:?}: {:#?}", report.results);
+            let agent = report
+                .results
+                .iter()
+                .find(|r| r.kind == "DaemonSet" && r.name == "hg-hostgate-agent")
+                .expect("the agent DaemonSet is judged");
+            assert_eq!(
+                agent.outcome,
+                hostgate::check::Outcome::Allowed,
+                "{args:?}: {:#?}",
+                agent.decision
+            );
+            assert!(
+                agent.decision.policy.as_deref() == Some("hg-hostgate-agent") && agent.decision.host_process,
+                "admitted by its own policy: {:#?}",
+                agent.decision
+            );
+            let routed = agent
+                .defaulted
+                .iter()
+                .any(|c| c.path == "spec.template.spec.runtimeClassName");
+            assert_eq!(routed, runtime_class.is_some(), "{:?}", agent.defaulted);
+        }
     }
 }
 
 fn check_rendered(
     manifest: &Path,
     policies: hostgate::policy::PolicySet,
+    runtime_class: Option<&str>,
 ) -> hostgate::check::Report {
     let mut opts = hostgate::check::CheckOptions::new(policies);
     opts.default_namespace = NAMESPACE.to_owned();
+    opts.runtime_class = runtime_class.map(str::to_owned);
     hostgate::check::check(
         &[hostgate::check::Input::from_arg(manifest.to_owned())],
         &opts,
@@ -1310,6 +1612,23 @@ fn the_agent_policy_admits_only_the_agent() {
         ("another service account", |d: &mut Value| {
             d["spec"]["template"]["spec"]["serviceAccountName"] = Value::from("default");
         }),
+        ("another image for the install step", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["initContainers"][0]["image"] =
+                Value::from("ghcr.io/evil/agent:latest");
+        }),
+        (
+            "a larger CPU limit for the install step",
+            |d: &mut Value| {
+                d["spec"]["template"]["spec"]["initContainers"][0]["resources"]["limits"]["cpu"] =
+                    Value::from("4");
+            },
+        ),
+        ("a secret volume", |d: &mut Value| {
+            d["spec"]["template"]["spec"]["volumes"]
+                .as_array_mut()
+                .expect("volumes")
+                .push(serde_json::json!({"name": "s", "secret": {"secretName": "x"}}));
+        }),
     ];
     for (what, change) in cases {
         let mut changed = ds.clone();
@@ -1317,7 +1636,7 @@ fn the_agent_policy_admits_only_the_agent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = dir.path().join("ds.yaml");
         std::fs::write(&manifest, serde_json::to_string(&changed).expect("json")).expect("write");
-        let report = check_rendered(&manifest, load_policy_files(&policies));
+        let report = check_rendered(&manifest, load_policy_files(&policies), None);
         assert_eq!(report.results.len(), 1);
         assert_eq!(
             report.results[0].outcome,
@@ -1388,6 +1707,29 @@ fn bad_values_are_refused_by_the_schema() {
             ],
             "extra",
         ),
+        (vec!["--set", "runtimeClass.name=Host_Gate"], "runtimeClass"),
+        (vec!["--set", "runtimeClass.enable=true"], "enable"),
+        (
+            vec!["--set", "runtimeClass.nodeSelector.pool=1"],
+            "nodeSelector",
+        ),
+        (vec!["--set", "webhook.hostNetwork=yes"], "hostNetwork"),
+        (vec!["--set", "agent.install.action=remove"], "action"),
+        (vec!["--set", "agent.install.mode=sideways"], "mode"),
+        (
+            vec!["--set", "agent.install.configVersion=4"],
+            "configVersion",
+        ),
+        (vec!["--set", "agent.install.restart=systemd"], "restart"),
+        (
+            vec!["--set", "agent.install.restartTimeout=0"],
+            "restartTimeout",
+        ),
+        (
+            vec!["--set", "agent.install.containerdConfig=config.toml"],
+            "containerdConfig",
+        ),
+        (vec!["--set", "agent.install.apiServer.port=https"], "port"),
     ] {
         let Err(err) = template(helm, &args) else {
             panic!("{args:?} must be refused")
@@ -1402,7 +1744,7 @@ fn bad_values_are_refused_by_the_schema() {
 #[test]
 fn impossible_combinations_are_refused() {
     let helm = helm_or_skip!();
-    let cases: [(&str, &[&str], &str); 8] = [
+    let cases: [(&str, &[&str], &str); 13] = [
         ("kube-system", &[], "namespace of its own"),
         (
             NAMESPACE,
@@ -1442,6 +1784,31 @@ fn impossible_combinations_are_refused() {
             ],
             "already in the set",
         ),
+        (
+            NAMESPACE,
+            &["--set", "agent.enabled=false"],
+            "runtimeClass.enabled needs the agent's install step",
+        ),
+        (
+            NAMESPACE,
+            &["--set", "agent.install.enabled=false"],
+            "runtimeClass.enabled needs the agent's install step",
+        ),
+        (
+            NAMESPACE,
+            &["--set", "agent.dest=D:/hostgate"],
+            "the shim reads",
+        ),
+        (
+            NAMESPACE,
+            &["--set-string", "agent.install.configVersion=3"],
+            "delegate needs containerd 1.6/1.7",
+        ),
+        (
+            NAMESPACE,
+            &["--set", "approvals.enabled=false,agent.enabled=false"],
+            "needs approvals.enabled",
+        ),
     ];
     for (ns, args, expect) in cases {
         match template_in(helm, ns, args) {
@@ -1458,6 +1825,18 @@ fn impossible_combinations_are_refused() {
         ],
     )
     .expect("fail-open when acknowledged");
+    // The node directory is compared as Windows compares paths.
+    template(helm, &["--set", "agent.dest=c:/programdata/hostgate/"])
+        .expect("the shim's directory, spelt otherwise");
+    // Without the RuntimeClass, delegate mode on containerd 2.x is still refused; native is not.
+    template(
+        helm,
+        &[
+            "--set-string",
+            "agent.install.configVersion=3,agent.install.mode=native",
+        ],
+    )
+    .expect("native mode on containerd 2.x");
 }
 
 /// The `helm test` pod's AdmissionReview, posted to the webhook's router with the rendered

@@ -287,6 +287,7 @@ pub fn pod_from_approval(approved: &ApprovedPod) -> Pod {
         spec: Some(PodSpec {
             service_account_name: Some(approved.service_account.clone()),
             host_network: Some(approved.host_network),
+            runtime_class_name: approved.runtime_class_name.clone(),
             security_context: approved
                 .windows_options
                 .clone()
@@ -875,6 +876,37 @@ spec:
                 .exit_code(),
             13
         );
+    }
+
+    /// The node re-evaluates a policy that requires a RuntimeClass on the class the approval
+    /// names: the same answer as at admission.
+    #[test]
+    fn the_approved_runtime_class_is_judged_on_the_node() {
+        let requiring = POLICY.replace(
+            "  allow:\n",
+            "  allow:\n    runtimeClassNames: [hostgate]\n",
+        );
+        assert_ne!(requiring, POLICY);
+        let f = fixture(&requiring);
+        let routed = POD.replace(
+            "hostNetwork: true",
+            "hostNetwork: true\n  runtimeClassName: hostgate",
+        );
+        let value = sign(&f, &routed, "kube-proxy");
+        let v = f
+            .verifier
+            .verify_value(&value)
+            .expect("the routed pod verifies");
+        assert_eq!(
+            v.approval.pod.runtime_class_name.as_deref(),
+            Some("hostgate")
+        );
+        verify(&f, &with_annotation(&routed, &value)).expect("the static form agrees");
+        // An approval of a pod that named no class is refused by the same policy on the node.
+        let unrouted = sign(&f, POD, "kube-proxy");
+        let err = f.verifier.verify_value(&unrouted).expect_err("no class");
+        assert_eq!(err.exit_code(), 13);
+        assert!(err.to_string().contains("HG-RUNTIME-01"), "{err}");
     }
 
     fn runtime_env() -> Vec<(String, String)> {

@@ -435,11 +435,12 @@ fn a_running_pod_survives_a_containerd_restart_and_a_killed_shim_is_cleaned_up()
     wait_until("the dead shim's job is removed", || {
         job_dirs(&node.cgroup_parent).is_empty()
     });
-    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(&id),
-        "the dead shim's root file system is still mounted"
-    );
+    // The delete action unmounts after it removed the job: wait for that too.
+    wait_until("the dead shim's root file system is unmounted", || {
+        !fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .contains(&id)
+    });
     node.cri.remove_container(&id).expect("RemoveContainer");
     node.cri
         .stop_pod_sandbox(&run.pod.id)

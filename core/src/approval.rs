@@ -11,7 +11,8 @@
 //! re-serialized before verification. The payload ([`Approval`]) names the signing key (`kid`), the
 //! admitting policy, the issue time, and every security-relevant field of the pod
 //! ([`ApprovedPod`]): namespace, service account, pod-level `windowsOptions` and `hostNetwork`,
-//! volumes, the privileged `microsoft.com/hostprocess-*` annotations, and per init and regular
+//! the RuntimeClass (when the pod names one: the node re-evaluates the policies on this payload,
+//! and a policy may require the class), volumes, the privileged `microsoft.com/hostprocess-*` annotations, and per init and regular
 //! container its name, image, command, args, working directory, env, volume mounts, limits,
 //! `windowsOptions`, lifecycle hooks and probes (exec hooks and probes run host commands in a
 //! HostProcess container), its own `restartPolicy` (sidecars), `stdin` and `tty`. Not the pod
@@ -90,6 +91,10 @@ pub struct ApprovedPod {
     /// `spec.securityContext.windowsOptions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_options: Option<WindowsSecurityContextOptions>,
+    /// `spec.runtimeClassName`: which handler the pod was approved to run under. Absent when
+    /// the pod names none, so such approvals read exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
     /// The privileged `microsoft.com/hostprocess-*` annotations and their values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -203,6 +208,7 @@ impl ApprovedPod {
             service_account: pod.service_account().to_owned(),
             host_network: pod.host_network(),
             windows_options: pod.windows_options().cloned(),
+            runtime_class_name: pod.spec.runtime_class_name.clone(),
             annotations: pod
                 .privileged_annotations()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -811,6 +817,38 @@ spec:
             assert!(matches!(err, ApprovalError::Mismatch(_)), "{text}");
             assert!(text.contains(want), "{text}\nwant {want}");
         }
+        // The RuntimeClass is approved too: naming one after signing, or another one, is a
+        // change; a pod signed without one carries no such field in its payload.
+        let (payload, _) = value.split_once('.').expect("two parts");
+        let json: Value = serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("json");
+        assert!(json.get("runtimeClassName").is_none(), "{json}");
+        let routed = POD.replace(
+            "hostNetwork: true",
+            "hostNetwork: true\n  runtimeClassName: hostgate",
+        );
+        let w = with_approval(&routed, &value);
+        let err = store
+            .verify_pod(&w.pod().expect("pod"), "kube-system")
+            .expect_err("a RuntimeClass named after signing");
+        assert!(
+            err.to_string()
+                .contains("runtimeClassName: approved nothing, found \"hostgate\""),
+            "{err}"
+        );
+        let routed_value = signed(&id, &routed);
+        let w = with_approval(
+            &routed.replace("runtimeClassName: hostgate", "runtimeClassName: other"),
+            &routed_value,
+        );
+        let err = store
+            .verify_pod(&w.pod().expect("pod"), "kube-system")
+            .expect_err("another RuntimeClass");
+        assert!(err.to_string().contains("runtimeClassName"), "{err}");
+        let w = with_approval(&routed, &routed_value);
+        let approval = store
+            .verify_pod(&w.pod().expect("pod"), "kube-system")
+            .expect("the routed pod verifies");
+        assert_eq!(approval.pod.runtime_class_name.as_deref(), Some("hostgate"));
         // Same pod in another namespace.
         let w = with_approval(POD, &value);
         let err = store

@@ -12,6 +12,11 @@
 //!    become the job object's limits) — unless the container requests more, which the apiserver
 //!    would refuse.
 //!
+//! 6. When told to ([`DefaultingOptions::runtime_class`], `hostgate serve --runtime-class`), the
+//!    RuntimeClass whose handler checks the pod again on the node, for a pod that names none, and
+//!    only if a policy then admits it. Never by default: the apiserver refuses a pod that names a
+//!    RuntimeClass that does not exist.
+//!
 //! `hostNetwork` is never defaulted (KEP-1981 keeps it explicit), nor `spec.os`.
 //!
 //! The policy whose defaults apply is the first matching policy that admits the defaulted pod, so
@@ -60,6 +65,15 @@ pub struct Defaulted {
     pub decision: Decision,
 }
 
+/// What defaulting does besides the policies' own defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultingOptions<'a> {
+    /// The RuntimeClass given to a HostProcess pod that names none, when a policy admits the pod
+    /// with it (`hostgate serve --runtime-class`). The webhook passes it for pods being created
+    /// and for pod templates only: `runtimeClassName` cannot change on a pod that exists.
+    pub runtime_class: Option<&'a str>,
+}
+
 /// Defaults a workload in place for the policies in `set`, and evaluates the result.
 ///
 /// Pods that do not set `hostProcess` anywhere, Linux pods, and pods the apiserver will refuse
@@ -68,6 +82,18 @@ pub fn default_workload(
     set: &PolicySet,
     workload: &mut Workload,
     ctx: &EvalContext<'_>,
+) -> Defaulted {
+    default_workload_with(set, workload, ctx, DefaultingOptions::default())
+}
+
+/// [`default_workload`], with the defaults that depend on how the webhook is configured. The
+/// RuntimeClass is part of each admitting policy's candidate (a policy that requires it then
+/// admits a pod that names none), and it is never set when no policy admits the pod.
+pub fn default_workload_with(
+    set: &PolicySet,
+    workload: &mut Workload,
+    ctx: &EvalContext<'_>,
+    options: DefaultingOptions<'_>,
 ) -> Defaulted {
     let Some(view) = workload.pod() else {
         return Defaulted::default();
@@ -96,7 +122,10 @@ pub fn default_workload(
         let Some((spec, _)) = candidate.pod_spec_mut() else {
             break;
         };
-        let changes = apply(spec, path, Some(policy.defaults()));
+        let mut changes = apply(spec, path, Some(policy.defaults()));
+        if let Some(class) = options.runtime_class {
+            runtime_class(spec, path, class, &mut changes);
+        }
         let Some(view) = candidate.pod() else {
             break;
         };
@@ -112,7 +141,8 @@ pub fn default_workload(
     }
 
     // No policy admits it: apply the first matching policy's defaults (or only the
-    // policy-independent ones), so that the findings name only what defaulting cannot fix.
+    // policy-independent ones), so that the findings name only what defaulting cannot fix. No
+    // RuntimeClass: it routes approved pods only.
     let first = set
         .admitting()
         .iter()
@@ -142,6 +172,24 @@ pub fn apply(spec: &mut PodSpec, path: SpecPath, defaults: Option<&DefaultsSpec>
         limits(spec, path, &d.limits, &mut changes);
     }
     changes
+}
+
+/// Names `class` as the pod's RuntimeClass when it names none.
+fn runtime_class(spec: &mut PodSpec, path: SpecPath, class: &str, changes: &mut Vec<Change>) {
+    if spec
+        .runtime_class_name
+        .as_deref()
+        .is_some_and(|n| !n.is_empty())
+    {
+        return;
+    }
+    spec.runtime_class_name = Some(class.to_owned());
+    changes.push(Change {
+        path: path.field("runtimeClassName"),
+        description: format!(
+            "set to {class:?}: the RuntimeClass whose handler checks approved pods again on the node"
+        ),
+    });
 }
 
 fn container_host_process(c: &Container) -> Option<bool> {
@@ -477,6 +525,65 @@ spec:
             assert!(d.changes.is_empty(), "{yaml}");
             assert_eq!(w, before);
         }
+    }
+
+    #[test]
+    fn the_runtime_class_goes_only_to_pods_a_policy_then_admits() {
+        let routed = DefaultingOptions {
+            runtime_class: Some("hostgate"),
+        };
+        let hpc = |extra: &str| {
+            workload(&format!(
+                "{{apiVersion: v1, kind: Pod, metadata: {{name: p, namespace: ns}}, spec: {{{extra}hostNetwork: true, containers: [{{name: a, image: x, securityContext: {{windowsOptions: {{hostProcess: true}}}}}}]}}}}"
+            ))
+        };
+        let class_of = |w: &Workload| w.pod().and_then(|v| v.spec.runtime_class_name.clone());
+        let ctx = EvalContext::new("ns");
+        let any = set(POLICY);
+
+        // Admitted and naming none: named, and the change is recorded.
+        let mut w = hpc("");
+        let d = default_workload_with(&any, &mut w, &ctx, routed);
+        assert!(d.decision.allowed, "{:?}", d.decision);
+        assert_eq!(class_of(&w).as_deref(), Some("hostgate"));
+        assert!(d.changes.iter().any(|c| c.path == "spec.runtimeClassName"));
+        // Not told to: nothing.
+        let mut w = hpc("");
+        default_workload(&any, &mut w, &ctx);
+        assert_eq!(class_of(&w), None);
+        // A pod that names one keeps it.
+        let mut w = hpc("runtimeClassName: other, ");
+        default_workload_with(&any, &mut w, &ctx, routed);
+        assert_eq!(class_of(&w).as_deref(), Some("other"));
+        // No policy admits it: never named.
+        let mut w = hpc("");
+        let d = default_workload_with(&set_in(POLICY, "[elsewhere]"), &mut w, &ctx, routed);
+        assert!(!d.decision.allowed);
+        assert_eq!(class_of(&w), None);
+        // Not a HostProcess pod: never named.
+        let mut w = workload(
+            "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a}]}}",
+        );
+        default_workload_with(&any, &mut w, &ctx, routed);
+        assert_eq!(class_of(&w), None);
+
+        // A policy that requires the class admits a pod naming none only with the option.
+        let requiring = set(&POLICY.replace("allow: {", "allow: {runtimeClassNames: [hostgate], "));
+        let mut w = hpc("");
+        let d = default_workload(&requiring, &mut w, &ctx);
+        let rules: Vec<_> = d.decision.denials.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["HG-RUNTIME-01"]);
+        let mut w = hpc("");
+        let d = default_workload_with(&requiring, &mut w, &ctx, routed);
+        assert!(d.decision.allowed, "{:?}", d.decision);
+        assert_eq!(class_of(&w).as_deref(), Some("hostgate"));
+        // A policy that lists another class refuses it, and the pod is left naming none.
+        let other = set(&POLICY.replace("allow: {", "allow: {runtimeClassNames: [other], "));
+        let mut w = hpc("");
+        let d = default_workload_with(&other, &mut w, &ctx, routed);
+        let rules: Vec<_> = d.decision.denials.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["HG-RUNTIME-01"]);
+        assert_eq!(class_of(&w), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::approval::{self, SigningIdentity};
 use crate::decision::Decision;
-use crate::defaults::{self, Change};
+use crate::defaults::{self, Change, DefaultingOptions};
 use crate::engine::EvalContext;
 use crate::object::{ObjectError, Workload};
 use crate::policy::PolicySet;
@@ -29,7 +29,9 @@ pub struct Mutated {
     pub signed: bool,
 }
 
-/// Defaults (and signs) one document. `namespace` applies to objects that name none.
+/// Defaults (and signs) one document. `namespace` applies to objects that name none;
+/// `defaulting` carries the webhook's own defaults (`--runtime-class`), which apply here as to a
+/// pod being created.
 pub fn mutate_value(
     set: &PolicySet,
     value: Value,
@@ -37,6 +39,7 @@ pub fn mutate_value(
     namespace_labels: Option<&BTreeMap<String, String>>,
     signer: Option<&SigningIdentity>,
     now: u64,
+    defaulting: DefaultingOptions<'_>,
 ) -> Result<Mutated, ObjectError> {
     let Some(mut workload) = Workload::from_value(value.clone())? else {
         return Ok(Mutated {
@@ -51,7 +54,7 @@ pub fn mutate_value(
         namespace_labels,
         ..EvalContext::new(&ns)
     };
-    let defaulted = defaults::default_workload(set, &mut workload, &ctx);
+    let defaulted = defaults::default_workload_with(set, &mut workload, &ctx, defaulting);
     let signed = match &mut workload {
         Workload::Pod(pod) => approval::approve(pod, &defaulted.decision, signer, &ns, now),
         _ => false,
@@ -91,28 +94,50 @@ spec:
   allow: {runAsUserNames: ['NT AUTHORITY\Local service']}
 "#;
 
-    #[test]
-    fn static_pod_is_defaulted_signed_and_verifies() {
+    /// Mutates `pod` with the static policy and a new key; the trust store that verifies it.
+    fn mutate_static(pod: &str, defaulting: DefaultingOptions<'_>) -> (Mutated, TrustStore) {
         let (p, _) = parse_policies(POLICY.as_bytes(), "t");
         let set = PolicySet::new(p).expect("set");
         let signer = SigningIdentity::new(generate_key().expect("key"));
-        let pod: Value = serde_yaml::from_str(
-            "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
-        )
-        .expect("yaml");
-        let m = mutate_value(&set, pod, "default", None, Some(&signer), 1).expect("mutates");
+        let pod: Value = serde_yaml::from_str(pod).expect("yaml");
+        let m = mutate_value(&set, pod, "default", None, Some(&signer), 1, defaulting)
+            .expect("mutates");
+        let mut trust = TrustStore::default();
+        trust.add(signer.verifying_key());
+        (m, trust)
+    }
+
+    const STATIC_POD: &str = "{apiVersion: v1, kind: Pod, metadata: {name: s, namespace: kube-system, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, containers: [{name: a, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}";
+
+    #[test]
+    fn static_pod_is_defaulted_signed_and_verifies() {
+        let (m, trust) = mutate_static(STATIC_POD, DefaultingOptions::default());
         assert!(m.signed);
         assert_eq!(
             m.value["spec"]["securityContext"]["windowsOptions"]["runAsUserName"],
             "NT AUTHORITY\\Local service"
         );
+        assert!(m.value["spec"].get("runtimeClassName").is_none());
         let w = Workload::from_value(m.value).expect("valid").expect("pod");
-        let mut trust = TrustStore::default();
-        trust.add(signer.verifying_key());
         let approval = trust
             .verify_pod(&w.pod().expect("spec"), "kube-system")
             .expect("the signed static pod verifies");
         assert_eq!(approval.policy, "static");
+    }
+
+    #[test]
+    fn the_runtime_class_is_named_before_signing_and_the_approval_carries_it() {
+        let routed = DefaultingOptions {
+            runtime_class: Some("hostgate"),
+        };
+        let (m, trust) = mutate_static(STATIC_POD, routed);
+        assert!(m.signed);
+        assert_eq!(m.value["spec"]["runtimeClassName"], "hostgate");
+        let w = Workload::from_value(m.value).expect("valid").expect("pod");
+        let approval = trust
+            .verify_pod(&w.pod().expect("spec"), "kube-system")
+            .expect("verifies");
+        assert_eq!(approval.pod.runtime_class_name.as_deref(), Some("hostgate"));
     }
 
     #[test]
@@ -122,14 +147,24 @@ spec:
             "{apiVersion: v1, kind: Pod, metadata: {name: s, annotations: {hostgate.io/approval: forged}}, spec: {hostNetwork: true, securityContext: {windowsOptions: {hostProcess: true}}, containers: [{name: a}]}}",
         )
         .expect("yaml");
-        let m = mutate_value(&set, pod, "default", None, None, 1).expect("mutates");
+        let m =
+            mutate_value(&set, pod, "default", None, None, 1, Default::default()).expect("mutates");
         assert!(!m.signed);
         assert!(m.value["metadata"].get("annotations").is_none());
         let cm: Value = serde_yaml::from_str(
             "{apiVersion: v1, kind: ConfigMap, metadata: {name: c}, data: {a: b}}",
         )
         .expect("yaml");
-        let m = mutate_value(&set, cm.clone(), "default", None, None, 1).expect("passes");
+        let m = mutate_value(
+            &set,
+            cm.clone(),
+            "default",
+            None,
+            None,
+            1,
+            Default::default(),
+        )
+        .expect("passes");
         assert_eq!(m.value, cm);
         assert!(m.decision.is_none());
     }

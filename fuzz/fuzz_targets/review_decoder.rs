@@ -41,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
         trust: Some(&TRUST),
         allow_privileged: true,
         now: 1_764_170_000,
+        // Exercises the RuntimeClass defaulting of /mutate and of templates too.
+        runtime_class: Some("hostgate"),
     };
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
         if let Ok(outcome) = reviewer.review(endpoint, data) {

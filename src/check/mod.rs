@@ -68,6 +68,9 @@ pub struct CheckOptions {
     /// `--no-policies` and `--profile structural`, which judge only the structural rules and
     /// the profile.
     pub require_admission: bool,
+    /// With defaults: the RuntimeClass a webhook run with `--runtime-class` names for the
+    /// HostProcess objects it approves that name none.
+    pub runtime_class: Option<String>,
 }
 
 impl CheckOptions {
@@ -82,6 +85,7 @@ impl CheckOptions {
             apply_defaults: true,
             strict: false,
             require_admission: true,
+            runtime_class: None,
         }
     }
 }
@@ -297,7 +301,15 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
             if opts.apply_defaults && pod.has_host_process_setting() {
                 // Only HostProcess objects are defaulted: the clone is paid for them alone.
                 let mut copy = w.clone();
-                let d = crate::defaults::default_workload(&opts.policies, &mut copy, &ctx);
+                let defaulting = crate::defaults::DefaultingOptions {
+                    runtime_class: opts.runtime_class.as_deref(),
+                };
+                let d = crate::defaults::default_workload_with(
+                    &opts.policies,
+                    &mut copy,
+                    &ctx,
+                    defaulting,
+                );
                 defaulted = d.changes;
                 let mut decision = d.decision;
                 if !defaulted.is_empty() && decision.findings().next().is_some() {

@@ -151,6 +151,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub allow_privileged: bool,
 
+    /// Judge as a webhook run with `hostgate serve --runtime-class NAME` would: HostProcess
+    /// objects that a policy admits and that name no RuntimeClass are given NAME first.
+    #[arg(long, value_name = "NAME", value_parser = parse_runtime_class, conflicts_with = "no_defaults")]
+    pub runtime_class: Option<String>,
+
     /// Output format.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT", default_value_t = OutputArg::Text)]
     pub output: OutputArg,
@@ -313,6 +318,17 @@ fn parse_label(s: &str) -> Result<(String, String, String), String> {
     NamespaceLabels::parse_flag(s)
 }
 
+/// `--runtime-class`: a RuntimeClass name (a lowercase RFC 1123 subdomain).
+fn parse_runtime_class(s: &str) -> Result<String, String> {
+    if hostgate::rules::runtime::is_runtime_class_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a RuntimeClass name (a lowercase RFC 1123 subdomain)"
+        ))
+    }
+}
+
 /// Runs a command; the result is the exit status.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
@@ -330,6 +346,9 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let structural_only = args.profile == Some(ProfileArg::Structural);
     if structural_only && !args.policies.is_empty() {
         bail!("--profile structural loads no policies: drop --policies");
+    }
+    if structural_only && args.runtime_class.is_some() {
+        bail!("--profile structural judges objects as written: drop --runtime-class");
     }
     let no_policies = args.no_policies || structural_only;
     let cluster_policies = args.policy_source != PolicySourceArg::Files;
@@ -407,6 +426,7 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         apply_defaults: !args.no_defaults && !structural_only,
         strict: args.strict,
         require_admission: !no_policies,
+        runtime_class: args.runtime_class.clone(),
     };
     let report = match &cluster {
         Some((rt, client)) => {

@@ -78,6 +78,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", requires = "signing_key")]
     pub trust_keys: Option<PathBuf>,
 
+    /// Name this RuntimeClass (`spec.runtimeClassName`) for every HostProcess pod that /mutate
+    /// approves when it is created and names none, so that the node's hostgate handler checks
+    /// it again. The RuntimeClass must exist: the apiserver refuses pods naming one that does
+    /// not.
+    #[arg(long, value_name = "NAME", value_parser = super::parse_runtime_class, requires = "signing_key")]
+    pub runtime_class: Option<String>,
+
     /// Whether the kube-apiserver runs with --allow-privileged.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub allow_privileged: bool,
@@ -228,6 +235,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     config.publish_public_key = args.publish_public_key;
     config.signing_key = args.signing_key;
     config.trust_keys = args.trust_keys;
+    config.runtime_class = args.runtime_class;
     config.allow_privileged = args.allow_privileged;
     config.limits = Limits {
         max_body_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
@@ -302,6 +310,11 @@ pub struct MutateArgs {
     #[arg(short = 'n', long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
 
+    /// Default as `hostgate serve --runtime-class NAME` does: admitted HostProcess Pods (and
+    /// pod templates) that name no RuntimeClass are given NAME.
+    #[arg(long, value_name = "NAME", value_parser = super::parse_runtime_class)]
+    pub runtime_class: Option<String>,
+
     /// Print what was defaulted to standard error.
     #[arg(short, long)]
     pub verbose: bool,
@@ -350,6 +363,9 @@ pub fn mutate(args: MutateArgs) -> anyhow::Result<u8> {
                 None,
                 signer.as_ref(),
                 now,
+                hostgate::defaults::DefaultingOptions {
+                    runtime_class: args.runtime_class.as_deref(),
+                },
             ) {
                 Ok(m) => {
                     if args.verbose {

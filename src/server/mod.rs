@@ -66,6 +66,8 @@ pub struct ServeConfig {
     /// `namespace/name` of a ConfigMap into which the signing key's public half is written, for
     /// the node agents.
     pub publish_public_key: Option<String>,
+    /// The RuntimeClass `/mutate` names for the HostProcess pods it approves that name none.
+    pub runtime_class: Option<String>,
 }
 
 impl ServeConfig {
@@ -86,6 +88,7 @@ impl ServeConfig {
             shutdown_timeout: Duration::from_secs(25),
             policy_source: PolicySource::Files,
             publish_public_key: None,
+            runtime_class: None,
         }
     }
 }
@@ -182,7 +185,16 @@ impl Server {
                 .map(|pem| (s.kid().to_owned(), pem, ns.clone(), name.clone())),
             _ => None,
         };
-        let state = Arc::new(AppState::new(signer, trust, config.allow_privileged));
+        if config.runtime_class.is_some() && signer.is_none() {
+            return Err(ServerError::Config(
+                "--runtime-class needs --signing-key: the node refuses pods without an approval"
+                    .to_owned(),
+            ));
+        }
+        let state = Arc::new(
+            AppState::new(signer, trust, config.allow_privileged)
+                .with_runtime_class(config.runtime_class.clone()),
+        );
         state.set_policy_source(config.policy_source);
         let needs_cluster = published.is_some() || config.policy_source != PolicySource::Files;
         let client = match (client, needs_cluster) {

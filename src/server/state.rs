@@ -97,6 +97,7 @@ pub struct AppState {
     signer: Option<SigningIdentity>,
     trust: Option<TrustStore>,
     allow_privileged: bool,
+    runtime_class: Option<String>,
     shutting_down: AtomicBool,
     tls_ready: AtomicBool,
     /// Metrics.
@@ -121,10 +122,19 @@ impl AppState {
             signer,
             trust,
             allow_privileged,
+            runtime_class: None,
             shutting_down: AtomicBool::new(false),
             tls_ready: AtomicBool::new(false),
             metrics: Metrics::new(),
         }
+    }
+
+    /// Names `class` as the RuntimeClass of the HostProcess pods `/mutate` approves that name
+    /// none (`--runtime-class`).
+    #[must_use]
+    pub fn with_runtime_class(mut self, class: Option<String>) -> Self {
+        self.runtime_class = class;
+        self
     }
 
     /// Sets where policies come from (before any is loaded).
@@ -234,6 +244,7 @@ impl AppState {
             trust: self.trust.as_ref(),
             allow_privileged: self.allow_privileged,
             now: unix_now(),
+            runtime_class: self.runtime_class.as_deref(),
         };
         match reviewer.review(endpoint, body) {
             Ok(outcome) => {

@@ -68,6 +68,19 @@ pub struct InCluster {
     token: String,
 }
 
+/// Where the pod's service account volume is: below `$CONTAINER_SANDBOX_MOUNT_POINT` in a
+/// HostProcess container (containerd 1.6 links volumes only there, 1.7 binds them there too),
+/// else at [`SERVICE_ACCOUNT_DIR`]. The path is joined as a relative one: on Windows, joining
+/// `/var/run/…` would keep only the sandbox's drive.
+pub fn service_account_dir(sandbox: Option<&std::ffi::OsStr>) -> PathBuf {
+    match sandbox {
+        Some(root) if !root.is_empty() => {
+            Path::new(root).join(SERVICE_ACCOUNT_DIR.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(SERVICE_ACCOUNT_DIR),
+    }
+}
+
 impl InCluster {
     /// From the pod's environment and service account (below `$CONTAINER_SANDBOX_MOUNT_POINT`
     /// in a HostProcess container whose runtime does not bind volumes at their paths).
@@ -75,10 +88,8 @@ impl InCluster {
         let host =
             std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| LabelError::NotInCluster)?;
         let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".to_owned());
-        let dir = crate::sync::resolve_source(
-            Path::new(SERVICE_ACCOUNT_DIR),
-            std::env::var_os(crate::sync::SANDBOX_MOUNT_POINT_ENV).as_deref(),
-        );
+        let dir =
+            service_account_dir(std::env::var_os(crate::sync::SANDBOX_MOUNT_POINT_ENV).as_deref());
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| LabelError::Credentials { path, source })
@@ -198,6 +209,20 @@ mod tests {
             calls[1].1,
             r#"{"metadata":{"labels":{"hostgate.io/node":null}}}"#
         );
+    }
+
+    #[test]
+    fn the_token_is_read_below_the_sandbox_of_a_host_process_container() {
+        let sandbox = std::ffi::OsStr::new("/hpc/abc");
+        assert_eq!(
+            service_account_dir(Some(sandbox)),
+            Path::new("/hpc/abc/var/run/secrets/kubernetes.io/serviceaccount")
+        );
+        assert_eq!(
+            service_account_dir(Some(std::ffi::OsStr::new(""))),
+            Path::new(SERVICE_ACCOUNT_DIR)
+        );
+        assert_eq!(service_account_dir(None), Path::new(SERVICE_ACCOUNT_DIR));
     }
 
     #[test]

@@ -25,10 +25,14 @@ pub const SETTINGS_FILE: &str = "shim.yaml";
 /// Largest settings file read.
 const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
 
+/// The node directory on Windows when `HOSTGATE_NODE_DIR` is not set (the chart's `agent.dest`
+/// and the installer's `--node-dir` must be this one).
+pub const WINDOWS_NODE_DIR: &str = r"C:\ProgramData\hostgate";
+
 /// The node directory when `HOSTGATE_NODE_DIR` is not set.
 pub fn default_node_dir() -> PathBuf {
     if cfg!(windows) {
-        PathBuf::from(r"C:\ProgramData\hostgate")
+        PathBuf::from(WINDOWS_NODE_DIR)
     } else {
         PathBuf::from("/var/lib/hostgate")
     }

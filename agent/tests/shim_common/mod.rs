@@ -195,6 +195,7 @@ impl Node {
             None,
             Some(&self.signer),
             now,
+            Default::default(),
         )
         .expect("mutates");
         assert!(m.signed, "the test pod must be approved: {:?}", m.decision);

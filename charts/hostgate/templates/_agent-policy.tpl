@@ -1,7 +1,9 @@
 {{/*
 The HostProcessPolicy that admits the agent DaemonSet, from the same values that render it: its
 namespace, its service account, its exact image (by digest when one is given), its account, its
-volumes (ConfigMaps only) and its limits as maxima.
+volumes (ConfigMaps only, plus the projected service account token of the install step) and its
+limits as maxima. It names no RuntimeClass: the agent installs the `hostgate` handler, so it must
+run under the node's default one (its namespace is exempt from the webhook, which never routes it).
 */}}
 {{- define "hostgate.agentPolicy" -}}
 apiVersion: hostgate.io/v1alpha1
@@ -23,7 +25,7 @@ spec:
     images: [{{ include "hostgate.agentImage" . | quote }}]
     runAsUserNames: [{{ .Values.agent.runAsUserName | quote }}]
     volumes:
-      types: [configMap]
+      types: [configMap{{ if include "hostgate.agentInstalls" . }}, projected{{ end }}]
   require:
     imageDigest: {{ not (empty .Values.agent.image.digest) }}
     limits:

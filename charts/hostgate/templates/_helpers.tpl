@@ -93,6 +93,24 @@ app.kubernetes.io/part-of: hostgate
 {{- include "hostgate.image" (list . .Values.tests.image "latest") -}}
 {{- end -}}
 
+{{/*
+The node half: the runtime handler `hostgate-agent install` registers and the node label it sets
+once the handler answers (agent/src/install: HANDLER, NODE_LABEL). Fixed by the installer.
+*/}}
+{{- define "hostgate.handler" -}}hostgate{{- end -}}
+{{- define "hostgate.nodeLabelKey" -}}hostgate.io/node{{- end -}}
+{{- define "hostgate.nodeLabelValue" -}}ready{{- end -}}
+{{/* The node directory the shim reads when containerd's environment does not name one. */}}
+{{- define "hostgate.shimNodeDir" -}}C:\ProgramData\hostgate{{- end -}}
+{{/* Whether the agent's init step runs (install or uninstall). */}}
+{{- define "hostgate.agentInstalls" -}}
+{{- if and .Values.agent.enabled .Values.agent.install.enabled }}true{{ end -}}
+{{- end -}}
+{{/* Whether the webhook names the RuntimeClass (not while the nodes are being cleaned up). */}}
+{{- define "hostgate.routesPods" -}}
+{{- if and .Values.runtimeClass.enabled (eq .Values.agent.install.action "install") }}true{{ end -}}
+{{- end -}}
+
 {{/* Whether the webhook reads policy files (the policies ConfigMap). */}}
 {{- define "hostgate.usesPolicyFiles" -}}
 {{- if ne .Values.policies.source "cluster" }}true{{ end -}}

@@ -15,6 +15,7 @@ use crate::pod::PodView;
 use crate::rules::annotations::AnnotationRule;
 use crate::rules::images::ImageRule;
 use crate::rules::limits::{LimitRule, positive_quantity};
+use crate::rules::runtime::RuntimeClassRule;
 use crate::rules::structural::run_as_user_name_errors;
 use crate::rules::users::{LEAST_PRIVILEGE_USER, UserRule, same_account};
 use crate::rules::volumes::VolumeRule;
@@ -52,6 +53,7 @@ pub struct CompiledPolicy {
     users: UserRule,
     volumes: VolumeRule,
     limits: LimitRule,
+    runtime_class: RuntimeClassRule,
     source: Arc<HostProcessPolicy>,
 }
 
@@ -127,6 +129,7 @@ impl CompiledPolicy {
         let users = UserRule::compile(allow)?;
         let volumes = VolumeRule::compile(&allow.volumes)?;
         let limits = LimitRule::compile(&spec.require)?;
+        let runtime_class = RuntimeClassRule::compile(allow)?;
 
         let defaults = &spec.defaults;
         if let Some(user) = &defaults.run_as_user_name {
@@ -194,6 +197,7 @@ impl CompiledPolicy {
             users,
             volumes,
             limits,
+            runtime_class,
             source: Arc::new(policy),
         })
     }
@@ -223,6 +227,7 @@ impl CompiledPolicy {
             users: UserRule::default(),
             volumes: VolumeRule::default(),
             limits: LimitRule::default(),
+            runtime_class: RuntimeClassRule::default(),
             source: Arc::new(policy),
         }
     }
@@ -278,6 +283,7 @@ impl CompiledPolicy {
         self.users.check(pod, out);
         self.volumes.check(pod, out);
         self.limits.check(pod, out);
+        self.runtime_class.check(pod, out);
         for f in &mut out[start..] {
             f.policy = Some(Arc::clone(&self.name));
         }
@@ -294,7 +300,7 @@ fn is_dns1123_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
-fn is_dns1123_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
@@ -424,6 +430,10 @@ mod tests {
             (policy("{allow: {images: ['']}}"), "spec.allow.images[0]"),
             (policy("{allow: {volumes: {types: [nfs, bogus]}}}"), "spec.allow.volumes.types[1]"),
             (policy("{require: {limits: {cpu: '-1'}}}"), "spec.require.limits.cpu"),
+            (
+                policy("{allow: {runtimeClassNames: [hostgate, 'Bad Name']}}"),
+                "spec.allow.runtimeClassNames[1]",
+            ),
         ];
         for (yaml, path) in cases {
             let err = compile(yaml).expect_err(yaml);

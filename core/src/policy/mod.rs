@@ -8,6 +8,7 @@ mod model;
 pub mod selector;
 pub mod winpath;
 
+pub(crate) use compile::is_dns1123_subdomain;
 pub use compile::{CompiledPolicy, DuplicatePolicy, InvalidPolicy, PolicySet};
 // Names the policy model's users reach for; they live with the rules that use them.
 pub use crate::rules::users::{LEAST_PRIVILEGE_USER, same_account};

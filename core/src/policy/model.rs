@@ -139,6 +139,13 @@ pub struct AllowSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_as_user_names: Vec<String>,
 
+    /// RuntimeClasses admitted pods may name (`spec.runtimeClassName`). When set, a pod must
+    /// name one of them: a pod that names none runs under the node's default handler, outside
+    /// hostgate's node check (`hostgate serve --runtime-class` names one for the pods it
+    /// approves). Absent or empty: any RuntimeClass, or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_class_names: Vec<String>,
+
     /// Volumes admitted pods may declare.
     #[serde(default)]
     pub volumes: VolumeAllow,

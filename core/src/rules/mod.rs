@@ -6,7 +6,8 @@
 //! - `HG-…`: hostgate's policy constraints, one module per family, each compiled from its part
 //!   of a `HostProcessPolicy` and checked on the pods that policy admits:
 //!   [`images`] (`HG-IMAGE-*`), [`users`] (`HG-USER-*`), [`volumes`] (`HG-VOLUME-*`),
-//!   [`annotations`] (`HG-ANNOT-01`), [`limits`] (`HG-LIMITS-*`). `HG-MATCH-01` (no policy
+//!   [`annotations`] (`HG-ANNOT-01`), [`limits`] (`HG-LIMITS-*`), [`runtime`] (`HG-RUNTIME-*`).
+//!   `HG-MATCH-01` (no policy
 //!   matches) is decided by [`crate::engine`]; `HG-APPROVAL-*` by [`crate::approval`] where an
 //!   approval is verified.
 //!
@@ -17,6 +18,7 @@ pub mod annotations;
 pub mod baseline;
 pub mod images;
 pub mod limits;
+pub mod runtime;
 pub mod structural;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -88,6 +90,10 @@ pub mod ids {
     pub const LIMIT_MISSING: &str = "HG-LIMITS-01";
     /// A limit exceeds the policy's maximum.
     pub const LIMIT_EXCEEDED: &str = "HG-LIMITS-02";
+    /// A policy lists RuntimeClasses and the pod names none.
+    pub const RUNTIME_CLASS_MISSING: &str = "HG-RUNTIME-01";
+    /// The pod names a RuntimeClass the policy does not list.
+    pub const RUNTIME_CLASS_NOT_ALLOWED: &str = "HG-RUNTIME-02";
     /// The approval annotation is missing, malformed or does not verify.
     pub const APPROVAL_INVALID: &str = "HG-APPROVAL-01";
     /// The approval does not match the object.
@@ -261,6 +267,16 @@ pub const CATALOGUE: &[RuleInfo] = &[
         id: ids::LIMIT_EXCEEDED,
         name: "LimitExceeded",
         description: "Container limits must not exceed the policy's maxima.",
+    },
+    RuleInfo {
+        id: ids::RUNTIME_CLASS_MISSING,
+        name: "RuntimeClassMissing",
+        description: "When the policy lists allow.runtimeClassNames, the pod must name one of them: a pod that names no RuntimeClass runs under the node's default handler, outside hostgate's node check.",
+    },
+    RuleInfo {
+        id: ids::RUNTIME_CLASS_NOT_ALLOWED,
+        name: "RuntimeClassNotAllowed",
+        description: "The pod's runtimeClassName must be one of the policy's allow.runtimeClassNames.",
     },
     RuleInfo {
         id: ids::APPROVAL_INVALID,
