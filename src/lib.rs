@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub use hostgate_core::{
-    approval, decision, defaults, engine, manifest, object, pod, policy, quantity, rules,
+    approval, decision, defaults, engine, manifest, object, pod, policy, quantity, rules, shape,
 };
 
 pub mod admission;

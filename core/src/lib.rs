@@ -32,3 +32,4 @@ pub mod pod;
 pub mod policy;
 pub mod quantity;
 pub mod rules;
+pub mod shape;
