@@ -36,6 +36,7 @@ fn bench_review(c: &mut Criterion) {
         trust: Some(&trust),
         allow_privileged: true,
         now: 1_790_000_000,
+        options: Default::default(),
     };
 
     let mut group = c.benchmark_group("review");
@@ -68,7 +69,7 @@ fn bench_review(c: &mut Criterion) {
             b.iter(|| {
                 let outcome = reviewer.review(endpoint, black_box(&body));
                 let outcome = outcome.unwrap_or_else(|e| panic!("{name}: {e}"));
-                black_box(outcome.to_json())
+                black_box(outcome.to_json().unwrap_or_else(|e| panic!("{name}: {e}")))
             })
         });
     }
