@@ -9,10 +9,11 @@
 //! to diff them: ~5 KB per container, measured with a counting allocator on a 20,000-container
 //! review (69 MB to decode, 96 MB in all for `/mutate`).
 //!
-//! The decoded size is fixed by the types, so what bounds it is the number of JSON objects a
-//! review may hold: [`count_objects`] counts them in one pass over the bytes (no allocation,
-//! ~1 GB/s), before anything is decoded, and a review with more than
-//! [`ShapeLimits::max_objects`] is refused with a message that says so. Every array element
+//! Defaulting also tried each matching policy on a full copy of the object (fixed: it now
+//! undoes the few fields a policy's defaults change). The decoded size is fixed by the types,
+//! so what bounds the rest is the number of JSON objects a review may hold: [`count_objects`]
+//! counts them in one pass over the bytes (no allocation), before anything is decoded, and a
+//! review with more than [`ShapeLimits::max_objects`] is refused with a message that says so. Every array element
 //! that decodes into one of the large structs is a JSON object, so this bounds them all. The
 //! kube-apiserver stores objects of at most 1.5 MiB in etcd; a real pod, `managedFields`
 //! included, holds a few hundred objects, a very large one a few thousand.
@@ -32,21 +33,22 @@ impl Default for ShapeLimits {
     }
 }
 
-/// Default of [`ShapeLimits::max_objects`]. The captured reviews in `tests/data` hold at most 213
-/// objects (8.5 KB); a pod with 20 containers of 20 environment variables each about 2,000,
-/// `managedFields` included. At this limit a review's objects take at most 32 MiB.
-pub const DEFAULT_MAX_OBJECTS: usize = 4096;
+/// Default of [`ShapeLimits::max_objects`]: ten times the most objects of a captured review in
+/// `tests/data` (213, in 8.5 KB, `managedFields` included). At this limit a review's objects
+/// take at most 24 MiB.
+pub const DEFAULT_MAX_OBJECTS: usize = 2048;
 
-/// Upper bound of the memory one JSON object of a review takes at the peak of `/mutate` (the
-/// costlier endpoint): the largest decoded struct (`Volume`, 3,208 bytes) twice over for vector
-/// growth, and the two `serde_json::Value` copies. Measured peak on the worst shapes (objects
-/// of 12 to 26 bytes: containers, volumes, environment variables) in `tests/review_memory.rs`
-/// stays below this.
-pub const PEAK_BYTES_PER_OBJECT: usize = 8 * 1024;
+/// Upper bound of the resident memory one JSON object of a review adds at the peak of
+/// `/mutate` (the costlier endpoint): the decoded struct (up to 3,208 bytes) with the slack of
+/// vector growth, the two `serde_json::Value` copies, and what the allocator keeps of the
+/// buffers it grew. `tests/review_memory.rs` measured 11.8 KB per container and per volume
+/// (peak RSS of the server over 3,996 of them, debug build).
+pub const PEAK_BYTES_PER_OBJECT: usize = 12 * 1024;
 
-/// Upper bound of the memory per byte of body besides the objects: the body itself, the strings
-/// decoded from it, their copies in the two `Value`s, the approval payload and the answer.
-pub const PEAK_BYTES_PER_BODY_BYTE: usize = 6;
+/// Upper bound of the resident memory per byte of body besides the objects: the body and its
+/// buffers, the strings decoded from it, their copies in the two `Value`s and the findings.
+/// Measured: 10 bytes per byte for one 3 MiB string.
+pub const PEAK_BYTES_PER_BODY_BYTE: usize = 12;
 
 /// Fixed part of a review's peak (envelope, engine, signing), in bytes.
 pub const PEAK_BYTES_BASE: usize = 256 * 1024;
