@@ -754,3 +754,50 @@ async fn announced_oversized_bodies_are_refused_at_once() {
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// `kubectl debug` on an admitted HostProcess pod: refused unless the admitting policy allows
+/// that ephemeral container (image, full argv, account).
+#[tokio::test]
+async fn ephemeral_containers_are_refused_unless_a_policy_allows_them() {
+    let review = std::fs::read(data(
+        "admissionreview/pod-ephemeral-hostprocess-pod-hostprocess-ec.validating.json",
+    ))
+    .expect("fixture");
+    let (state, _) = state(false);
+    let (_, v) = post(&state, "/validate", review.clone()).await;
+    assert_eq!(response(&v)["allowed"], false, "{v}");
+    let message = response(&v)["status"]["message"].as_str().expect("message");
+    assert!(
+        message
+            .contains("[HG-EPHEMERAL-01] spec.ephemeralContainers[0]: ephemeral container refused")
+            && message.contains("debugger-hpc"),
+        "{message}"
+    );
+
+    // A policy that allows the debugger's image, its entrypoint and its account (and, as the
+    // captured pod was created without hostgate's defaults, requires no limits).
+    let base = std::fs::read_to_string(data("webhook/policies/test-policies.yaml")).expect("read");
+    for (commands, allowed) in [("[[]]", true), ("[[cmd.exe, /c, ipconfig]]", false)] {
+        let policies = base.replacen(
+            "  require:\n    limits: {cpu: \"1\", memory: 512Mi}",
+            &format!(
+                "    ephemeralContainers:\n      images: [\"mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:*\"]\n      commands: {commands}\n      runAsUserNames: ['NT AUTHORITY\\SYSTEM']"
+            ),
+            1,
+        );
+        assert_ne!(policies, base);
+        let (parsed, errors) =
+            hostgate::policy::load::parse_policies(policies.as_bytes(), "policies.yaml");
+        assert!(errors.is_empty(), "{errors:?}");
+        state.install_policies(
+            hostgate::policy::PolicySet::new(parsed).expect("set"),
+            Default::default(),
+        );
+        let (_, v) = post(&state, "/validate", review.clone()).await;
+        assert_eq!(response(&v)["allowed"], allowed, "{commands}: {v}");
+        if !allowed {
+            let message = response(&v)["status"]["message"].as_str().expect("message");
+            assert!(message.contains("[HG-EPHEMERAL-03]"), "{message}");
+        }
+    }
+}

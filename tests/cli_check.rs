@@ -566,3 +566,20 @@ fn quiet_shows_only_objects_with_findings() {
     assert!(headers[0].starts_with("DaemonSet agents/rogue"));
     assert!(headers[1].starts_with("Pod lenient/lenient-agent"));
 }
+
+/// A pod with an ephemeral container: refused as a create by the apiserver's own rule, and
+/// judged with --update as the webhook judges `kubectl debug`, where the policy allows none.
+#[test]
+fn ephemeral_containers_are_judged_as_updates() {
+    let (code, stdout, _) = stdout_of(&mut check(&[&data("manifests/debugged.yaml")]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("[HP-API-05]"), "{stdout}");
+    let (code, stdout, _) = stdout_of(&mut check(&["--update", &data("manifests/debugged.yaml")]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(!stdout.contains("[HP-API-05]"), "{stdout}");
+    assert!(
+        stdout
+            .contains("[HG-EPHEMERAL-01] spec.ephemeralContainers[0]: ephemeral container refused"),
+        "{stdout}"
+    );
+}
