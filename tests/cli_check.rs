@@ -571,10 +571,10 @@ fn quiet_shows_only_objects_with_findings() {
 /// judged with --update as the webhook judges `kubectl debug`, where the policy allows none.
 #[test]
 fn ephemeral_containers_are_judged_as_updates() {
-    let (code, stdout, _) = stdout_of(&mut check(&[&data("manifests/debugged.yaml")]));
+    let (code, stdout, _) = stdout_of(&mut check(&[&data("ephemeral/debugged.yaml")]));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("[HP-API-05]"), "{stdout}");
-    let (code, stdout, _) = stdout_of(&mut check(&["--update", &data("manifests/debugged.yaml")]));
+    let (code, stdout, _) = stdout_of(&mut check(&["--update", &data("ephemeral/debugged.yaml")]));
     assert_eq!(code, 1, "{stdout}");
     assert!(!stdout.contains("[HP-API-05]"), "{stdout}");
     assert!(
