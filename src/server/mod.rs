@@ -110,19 +110,19 @@ impl ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// TLS could not be set up.
-    #[error("TLS: {0}")]
+    #[error("setting up TLS")]
     Tls(#[from] TlsError),
     /// The signing or trust keys could not be read.
-    #[error("approval keys: {0}")]
+    #[error("reading the approval keys")]
     Keys(#[from] KeyError),
     /// No Kubernetes client could be configured (in-cluster or kubeconfig).
-    #[error("Kubernetes client: {0}")]
+    #[error("configuring the Kubernetes client")]
     Kube(#[source] kube::Error),
     /// A flag value is unusable.
     #[error("{0}")]
     Config(String),
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -587,7 +587,7 @@ async fn reload_loop(
                 }
                 Err(e) => {
                     state.metrics.certificate_reload_errors.inc();
-                    tracing::error!(error = %e, "certificate reload failed; the last good certificate stays in use");
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "certificate reload failed; the last good certificate stays in use");
                 }
             }
             break;

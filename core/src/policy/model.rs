@@ -269,7 +269,7 @@ pub struct HostProcessPolicyStatus {
 
 /// Why the CRD could not be rendered.
 #[derive(Debug, thiserror::Error)]
-#[error("rendering the CustomResourceDefinition: {0}")]
+#[error("rendering the CustomResourceDefinition")]
 pub struct CrdError(#[source] serde_yaml::Error);
 
 /// The `hostprocesspolicies.hostgate.io` CustomResourceDefinition as YAML, generated from these
