@@ -552,8 +552,9 @@ async fn silent_connections_are_closed_while_probes_are_served() {
     let mut cfg = config(tls.files.clone(), data("webhook/policies"));
     cfg.health_bind = Some("127.0.0.1:0".parse().expect("addr"));
     cfg.max_connections = 34;
-    cfg.connection.first_request = Duration::from_millis(300);
-    cfg.connection.idle = Duration::from_millis(300);
+    // Long enough for a loaded machine to send the HTTP/2 request below in time.
+    cfg.connection.first_request = Duration::from_secs(2);
+    cfg.connection.idle = Duration::from_millis(500);
     let server = start(cfg).await;
     let health = server.health.expect("health port");
     let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
