@@ -37,6 +37,14 @@ use crate::telemetry::{capped, cut};
 /// Longest error message a 4xx answer carries (serde's messages quote the offending value).
 const MAX_ERROR_BYTES: usize = 4096;
 
+/// Longest name-like field (uid, kind, namespace, name, policy) in a review's log lines: the
+/// longest Kubernetes name is 253 bytes.
+const MAX_NAME_FIELD: usize = 256;
+
+fn capped_field(text: &str) -> std::borrow::Cow<'_, str> {
+    cut(text, MAX_NAME_FIELD)
+}
+
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -222,15 +230,16 @@ async fn review(
         };
         match state.review(endpoint, &body) {
             Ok(outcome) => {
+                // The request chooses these strings: each is cut, so the line stays bounded.
                 let span = tracing::Span::current();
-                span.record("uid", outcome.uid.as_str());
-                span.record("kind", outcome.kind.as_str());
-                span.record("namespace", outcome.namespace.as_str());
-                span.record("name", outcome.name.as_str());
+                span.record("uid", capped_field(&outcome.uid).as_ref());
+                span.record("kind", capped_field(&outcome.kind).as_ref());
+                span.record("namespace", capped_field(&outcome.namespace).as_ref());
+                span.record("name", capped_field(&outcome.name).as_ref());
                 span.record("operation", outcome.operation);
                 span.record("decision", outcome.verdict.as_str());
                 if let Some(p) = &outcome.policy {
-                    span.record("policy", p.as_str());
+                    span.record("policy", capped_field(p).as_ref());
                 }
                 match outcome.verdict {
                     Verdict::Denied | Verdict::Warned => {
