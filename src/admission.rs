@@ -14,7 +14,17 @@
 //!   removes any approval it did not sign; the answer is an RFC 6902 patch. It never denies on
 //!   policy grounds: `/validate` decides. With [`Reviewer::runtime_class`] it also names that
 //!   RuntimeClass for the HostProcess pods it approves on CREATE that name none (the field
-//!   cannot change on an existing pod), and `/validate` defaults pod templates the same way.
+//!   cannot change on an existing pod), and `/validate` defaults pod templates the same way. A
+//!   dry run (`dryRun: true`) is defaulted but not signed
+//!   unless [`ReviewOptions::sign_dry_run`] asks for it (an approval is a credential for the
+//!   node, and a dry run creates nothing that could use it), and `/validate` then judges it
+//!   without asking for an approval.
+//!
+//! Every answer is bounded whatever the request: a body with more JSON objects than
+//! [`ShapeLimits::max_objects`] is refused before it is decoded; a denial names the first
+//! [`MAX_FINDINGS_SHOWN`] findings (each cut to [`MAX_FINDING_BYTES`]) and counts the rest; and a
+//! `/mutate` patch larger than [`MAX_PATCH_BYTES`] is refused rather than sent, so that no
+//! answer exceeds [`MAX_RESPONSE_BYTES`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -32,6 +42,17 @@ use crate::object::{Kind, ReviewObject, Workload};
 use crate::policy::{Mode, PolicySet};
 use crate::rules::ids;
 use crate::rules::structural::StructuralOptions;
+use crate::shape::{ShapeLimits, TooManyObjects};
+use crate::telemetry::cut;
+
+/// Findings a denial, a warning list or an audit annotation names; the rest are counted.
+pub const MAX_FINDINGS_SHOWN: usize = 20;
+/// Longest text of one finding in an answer.
+pub const MAX_FINDING_BYTES: usize = 512;
+/// Largest JSON patch `/mutate` sends (before base64).
+pub const MAX_PATCH_BYTES: usize = 36 * 1024;
+/// Largest answer of either endpoint.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// `apiVersion` of the reviews hostgate speaks.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -63,6 +84,49 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct MalformedReview(pub String);
+
+/// Why a review got no AdmissionReview answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewFailure {
+    /// The body is not a well-formed review: the client's fault (400).
+    #[error(transparent)]
+    Malformed(#[from] MalformedReview),
+    /// hostgate failed to build its answer: its own fault (500).
+    #[error("answering review {uid}")]
+    Internal {
+        /// The review's uid, for the log.
+        uid: String,
+        /// What failed.
+        #[source]
+        source: InternalError,
+    },
+}
+
+/// A failure of hostgate's own making while answering a well-formed review.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// The JSON patch could not be serialized.
+    #[error("serializing the JSON patch")]
+    Patch(#[source] serde_json::Error),
+    /// The answer could not be serialized.
+    #[error("serializing the AdmissionReview answer")]
+    Encode(#[source] serde_json::Error),
+    /// The answer came out larger than [`MAX_RESPONSE_BYTES`] (a bound that should hold by
+    /// construction).
+    #[error("the answer is {0} bytes, over the {MAX_RESPONSE_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+/// How reviews are answered, besides the policies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReviewOptions {
+    /// Sign approvals for dry-run requests too (`hostgate serve --sign-dry-run`). Off by
+    /// default: a dry run creates no pod, so an approval signed for it could only be copied
+    /// into another object by whoever asked for it.
+    pub sign_dry_run: bool,
+    /// Bodies of more objects than this are refused before they are decoded.
+    pub shape: ShapeLimits,
+}
 
 /// Namespace labels, for `namespaceSelector`.
 pub trait NamespaceLabels {
@@ -103,6 +167,8 @@ pub struct Reviewer<'a> {
     /// `hostgate serve --runtime-class`: the RuntimeClass named for the HostProcess pods that
     /// `/mutate` approves and that name none.
     pub runtime_class: Option<&'a str>,
+    /// Dry runs and shape limits.
+    pub options: ReviewOptions,
 }
 
 impl std::fmt::Debug for Reviewer<'_> {
@@ -172,8 +238,14 @@ pub struct Outcome {
 
 impl Outcome {
     /// The AdmissionReview response body.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Result<Vec<u8>, InternalError> {
         response_json(&self.response)
+    }
+
+    /// Numbers of findings by action: (denials, warnings, audits).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let count = |action: &str| self.findings.iter().filter(|(_, a)| *a == action).count();
+        (count("deny"), count("warn"), count("audit"))
     }
 }
 
@@ -204,8 +276,9 @@ struct WireResponse<'a> {
     warnings: Option<&'a Vec<String>>,
 }
 
-/// Serializes a response as an `admission.k8s.io/v1` AdmissionReview.
-pub fn response_json(r: &AdmissionResponse) -> Vec<u8> {
+/// Serializes a response as an `admission.k8s.io/v1` AdmissionReview, at most
+/// [`MAX_RESPONSE_BYTES`] long.
+pub fn response_json(r: &AdmissionResponse) -> Result<Vec<u8>, InternalError> {
     use base64::Engine as _;
     let patch = r
         .patch
@@ -224,8 +297,11 @@ pub fn response_json(r: &AdmissionResponse) -> Vec<u8> {
             warnings: r.warnings.as_ref(),
         },
     };
-    // Plain data: serialization cannot fail.
-    serde_json::to_vec(&wire).unwrap_or_default()
+    let json = serde_json::to_vec(&wire).map_err(InternalError::Encode)?;
+    if json.len() > MAX_RESPONSE_BYTES {
+        return Err(InternalError::TooLarge(json.len()));
+    }
+    Ok(json)
 }
 
 /// The request. `O` is how `object` is read: decoded in the same pass ([`ReviewObject`]), or
@@ -401,45 +477,70 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
+/// kube's request (from which the response takes uid and types) and the outcome to fill in.
+fn start<O>(types: TypeMeta, raw: RawRequest<'_, O>) -> (AdmissionRequest<DynamicObject>, Outcome) {
+    let request = AdmissionRequest::<DynamicObject> {
+        types,
+        uid: raw.uid,
+        kind: raw.kind,
+        resource: raw.resource,
+        sub_resource: raw.sub_resource,
+        request_kind: raw.request_kind,
+        request_resource: raw.request_resource,
+        request_sub_resource: raw.request_sub_resource,
+        name: raw.name,
+        namespace: raw.namespace,
+        operation: raw.operation,
+        user_info: raw.user_info,
+        object: None,
+        old_object: None,
+        dry_run: raw.dry_run,
+        options: None,
+    };
+    let outcome = Outcome {
+        response: AdmissionResponse::from(&request),
+        uid: request.uid.clone(),
+        kind: request.kind.kind.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: request.name.clone(),
+        operation: operation_name(&request.operation),
+        sub_resource: request.sub_resource.clone(),
+        verdict: Verdict::Skipped,
+        policy: None,
+        findings: Vec::new(),
+        mutated: false,
+        signed: false,
+    };
+    (request, outcome)
+}
+
+/// The answer to a body with too many objects: a denial when its envelope can be read (the
+/// object itself is not decoded), else a malformed review.
+fn refuse_shape(body: &[u8], too_many: &TooManyObjects) -> Result<Outcome, ReviewFailure> {
+    let Ok((types, raw)) = decode_checked(body) else {
+        return Err(MalformedReview(too_many.to_string()).into());
+    };
+    let (_, mut outcome) = start(types, raw);
+    let mut denied = outcome
+        .response
+        .clone()
+        .deny(format!("hostgate denied the request: {too_many}"));
+    denied.result.code = 413;
+    denied.result.reason = "RequestEntityTooLarge".to_owned();
+    outcome.response = denied;
+    outcome.verdict = Verdict::Denied;
+    Ok(outcome)
+}
+
 impl Reviewer<'_> {
     /// Reviews one AdmissionReview body.
-    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, MalformedReview> {
-        let (types, raw) = decode(body)?;
-        let (object, old_object) = (raw.object, raw.old_object);
-        // The fields move into kube's request type, from which the response takes uid and types.
-        let request = AdmissionRequest::<DynamicObject> {
-            types,
-            uid: raw.uid,
-            kind: raw.kind,
-            resource: raw.resource,
-            sub_resource: raw.sub_resource,
-            request_kind: raw.request_kind,
-            request_resource: raw.request_resource,
-            request_sub_resource: raw.request_sub_resource,
-            name: raw.name,
-            namespace: raw.namespace,
-            operation: raw.operation,
-            user_info: raw.user_info,
-            object: None,
-            old_object: None,
-            dry_run: raw.dry_run,
-            options: None,
-        };
-        let mut outcome = Outcome {
-            response: AdmissionResponse::from(&request),
-            uid: request.uid.clone(),
-            kind: request.kind.kind.clone(),
-            namespace: request.namespace.clone().unwrap_or_default(),
-            name: request.name.clone(),
-            operation: operation_name(&request.operation),
-            sub_resource: request.sub_resource.clone(),
-            verdict: Verdict::Skipped,
-            policy: None,
-            findings: Vec::new(),
-            mutated: false,
-            signed: false,
-        };
-
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, ReviewFailure> {
+        if let Err(too_many) = self.options.shape.check(body) {
+            return refuse_shape(body, &too_many);
+        }
+        let (types, mut raw) = decode(body)?;
+        let (object, old_object) = (raw.object.take(), raw.old_object);
+        let (request, mut outcome) = start(types, raw);
         let Some(kind) = judged_kind(&request.kind) else {
             return Ok(outcome);
         };
@@ -490,11 +591,19 @@ impl Reviewer<'_> {
                 create: matches!(request.operation, Operation::Create),
             },
         };
+        // A dry run is not signed (unless asked), so it is not asked for an approval either.
+        let approvals = !request.dry_run || self.options.sign_dry_run;
         match endpoint {
-            Endpoint::Validate => self.validate(&mut outcome, kind, &mut workload, &ctx),
+            Endpoint::Validate => {
+                self.validate(&mut outcome, kind, &mut workload, &ctx, approvals);
+            }
             Endpoint::Mutate => {
                 if kind == Kind::Pod && !ephemeral {
-                    self.mutate(&mut outcome, workload, &ctx)?;
+                    self.mutate(&mut outcome, workload, &ctx, approvals)
+                        .map_err(|source| ReviewFailure::Internal {
+                            uid: request.uid.clone(),
+                            source,
+                        })?;
                 }
             }
         }
@@ -507,6 +616,7 @@ impl Reviewer<'_> {
         kind: Kind,
         workload: &mut Workload,
         ctx: &EvalContext<'_>,
+        approvals: bool,
     ) {
         let mut decision = if kind == Kind::Pod {
             match workload.pod() {
@@ -520,6 +630,7 @@ impl Reviewer<'_> {
                 .decision
         };
         if kind == Kind::Pod
+            && approvals
             && decision.allowed
             && decision.host_process
             && let (Some(trust), Some(view)) = (self.trust, workload.pod())
@@ -545,7 +656,8 @@ impl Reviewer<'_> {
         outcome: &mut Outcome,
         mut workload: Workload,
         ctx: &EvalContext<'_>,
-    ) -> Result<(), MalformedReview> {
+        approvals: bool,
+    ) -> Result<(), InternalError> {
         let before = workload.to_value();
         let defaulting = self.defaulting(ctx.structural.create);
         let defaulted =
@@ -553,21 +665,29 @@ impl Reviewer<'_> {
         let Workload::Pod(pod) = &mut workload else {
             return Ok(());
         };
-        outcome.signed = crate::approval::approve(
-            pod,
-            &defaulted.decision,
-            self.signer,
-            ctx.namespace,
-            self.now,
-        );
+        let signer = if approvals { self.signer } else { None };
+        outcome.signed =
+            crate::approval::approve(pod, &defaulted.decision, signer, ctx.namespace, self.now);
         let after = workload.to_value();
+        drop(workload);
         let patch = json_patch::diff(&before, &after);
+        drop((before, after));
         if !patch.0.is_empty() {
-            outcome.response = outcome
-                .response
-                .clone()
-                .with_patch(patch)
-                .map_err(|e| MalformedReview(format!("patch: {e}")))?;
+            let bytes = serde_json::to_vec(&patch).map_err(InternalError::Patch)?;
+            if bytes.len() > MAX_PATCH_BYTES {
+                outcome.signed = false;
+                let mut denied = outcome.response.clone().deny(format!(
+                    "hostgate denied the request: the changes it would make to this pod take a {} KiB patch, over its {} KiB limit; a pod this large cannot be defaulted and approved",
+                    bytes.len().div_ceil(1024),
+                    MAX_PATCH_BYTES / 1024
+                ));
+                denied.result.code = 413;
+                denied.result.reason = "RequestEntityTooLarge".to_owned();
+                outcome.response = denied;
+                outcome.verdict = Verdict::Denied;
+                return Ok(());
+            }
+            outcome.response.patch = Some(bytes);
             outcome.mutated = true;
         }
         outcome.policy = defaulted.policy.as_deref().map(str::to_owned);
@@ -609,12 +729,27 @@ fn significant_update(old: &Workload, new: &Workload, namespace: &str) -> bool {
 }
 
 fn changes_summary(changes: &[Change]) -> String {
+    bounded_list(
+        changes
+            .iter()
+            .map(|c| format!("{}: {}", c.path, c.description)),
+        "; ",
+    )
+}
+
+/// The first [`MAX_FINDINGS_SHOWN`] items, each cut to [`MAX_FINDING_BYTES`], joined, with
+/// `and N more` for the rest.
+fn bounded_list(items: impl ExactSizeIterator<Item = String>, separator: &str) -> String {
+    let total = items.len();
     let mut s = String::new();
-    for (i, c) in changes.iter().enumerate() {
+    for (i, item) in items.take(MAX_FINDINGS_SHOWN).enumerate() {
         if i > 0 {
-            s.push_str("; ");
+            s.push_str(separator);
         }
-        let _ = write!(s, "{}: {}", c.path, c.description);
+        s.push_str(&cut(&item, MAX_FINDING_BYTES));
+    }
+    if total > MAX_FINDINGS_SHOWN {
+        let _ = write!(s, "{separator}and {} more", total - MAX_FINDINGS_SHOWN);
     }
     s
 }
@@ -639,13 +774,10 @@ fn apply_decision(outcome: &mut Outcome, d: &Decision) {
     outcome.policy = d.policy.as_deref().map(str::to_owned);
     let r = &mut outcome.response;
     if !d.allowed {
-        let mut msg = String::from("hostgate denied the request: ");
-        for (i, f) in d.denials.iter().enumerate() {
-            if i > 0 {
-                msg.push_str("; ");
-            }
-            let _ = write!(msg, "{f}");
-        }
+        let msg = format!(
+            "hostgate denied the request: {}",
+            bounded_list(d.denials.iter().map(Finding::to_string), "; ")
+        );
         let mut denied = r.clone().deny(msg);
         denied.result.code = 403;
         denied.result.reason = "Forbidden".to_owned();
@@ -654,12 +786,17 @@ fn apply_decision(outcome: &mut Outcome, d: &Decision) {
     } else if d.warnings.is_empty() {
         outcome.verdict = Verdict::Allowed;
     } else {
-        r.warnings = Some(
-            d.warnings
-                .iter()
-                .map(|f| format!("hostgate: {f}"))
-                .collect(),
-        );
+        let shown = d.warnings.iter().take(MAX_FINDINGS_SHOWN);
+        let mut warnings: Vec<String> = shown
+            .map(|f| format!("hostgate: {}", cut(&f.to_string(), MAX_FINDING_BYTES)))
+            .collect();
+        if d.warnings.len() > MAX_FINDINGS_SHOWN {
+            warnings.push(format!(
+                "hostgate: and {} more",
+                d.warnings.len() - MAX_FINDINGS_SHOWN
+            ));
+        }
+        r.warnings = Some(warnings);
         outcome.verdict = Verdict::Warned;
     }
     let audit: &mut HashMap<String, String> = &mut r.audit_annotations;
@@ -669,13 +806,7 @@ fn apply_decision(outcome: &mut Outcome, d: &Decision) {
         audit.insert("admitted-by".to_owned(), policy.to_string());
     }
     if !d.audits.is_empty() {
-        let mut text = String::new();
-        for (i, f) in d.audits.iter().enumerate() {
-            if i > 0 {
-                text.push_str("; ");
-            }
-            let _ = write!(text, "{f}");
-        }
+        let text = bounded_list(d.audits.iter().map(Finding::to_string), "; ");
         audit.insert("audit-violations".to_owned(), text);
     }
 }

@@ -13,6 +13,7 @@
 
 pub use hostgate_core::{
     approval, decision, defaults, engine, manifest, mutate, object, pod, policy, quantity, rules,
+    shape,
 };
 
 pub mod admission;

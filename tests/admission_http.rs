@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use hostgate::admission::{MAX_FINDINGS_SHOWN, MAX_RESPONSE_BYTES, ReviewOptions};
 use hostgate::approval::{SigningIdentity, generate_key_pair};
 use hostgate::object::Workload;
 use hostgate::policy::load::load_paths;
 use hostgate::rules::structural::{self, StructuralOptions};
 use hostgate::server::routes::{Limits, router};
 use hostgate::server::state::AppState;
+use hostgate::shape::ShapeLimits;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -61,6 +63,33 @@ fn state(signing: bool) -> (Arc<AppState>, Option<tempfile::TempDir>) {
     state.install_policies(set, Default::default());
     state.set_tls_ready();
     (state, dir)
+}
+
+/// A state like [`state`], with other review options.
+fn state_with(signing: bool, options: ReviewOptions) -> (Arc<AppState>, Option<tempfile::TempDir>) {
+    let (state, dir) = state(signing);
+    let state = Arc::into_inner(state).expect("not shared yet");
+    (Arc::new(state.with_options(options)), dir)
+}
+
+/// The raw answer to a request.
+async fn post_raw(state: &Arc<AppState>, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let response = router(Arc::clone(state), Limits::default())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, bytes.to_vec())
 }
 
 async fn post(state: &Arc<AppState>, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
@@ -234,7 +263,6 @@ async fn mutate_then_validate_admits_signed_pods() {
         "pod-create-hostprocess-pod-and-container-level.mutating.json",
         "pod-create-hostprocess-init-and-main.mutating.json",
         "pod-create-hostprocess-os-windows.mutating.json",
-        "pod-create-hostprocess-dryrun-server.mutating.json",
         "pod-create-hostprocess-server-side-apply.mutating.json",
     ];
     for name in pods {
@@ -590,4 +618,186 @@ async fn probes_and_metrics() {
     }
     state.begin_shutdown();
     assert_eq!(get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A dry run is defaulted but not signed, and judged without an approval; `sign_dry_run` signs
+/// it as before.
+#[tokio::test]
+async fn dry_runs_are_not_signed_unless_asked() {
+    let name = "pod-create-hostprocess-dryrun-server.mutating.json";
+    for sign_dry_run in [false, true] {
+        let options = ReviewOptions {
+            sign_dry_run,
+            ..ReviewOptions::default()
+        };
+        let (state, _keys) = state_with(true, options);
+        let mut review = fixture(name);
+        assert_eq!(review["request"]["dryRun"], true);
+        let (_, v) = post(
+            &state,
+            "/mutate",
+            serde_json::to_vec(&review).expect("json"),
+        )
+        .await;
+        assert_eq!(response(&v)["allowed"], true);
+        let patch = patch_of(&v).expect("defaults are still applied");
+        json_patch::patch(&mut review["request"]["object"], &patch).expect("applies");
+        let annotations = &review["request"]["object"]["metadata"]["annotations"];
+        assert_eq!(
+            annotations["hostgate.io/approval"].is_string(),
+            sign_dry_run,
+            "sign_dry_run {sign_dry_run}: {annotations}"
+        );
+        let (_, v) = post(
+            &state,
+            "/validate",
+            serde_json::to_vec(&review).expect("json"),
+        )
+        .await;
+        assert_eq!(
+            response(&v)["allowed"],
+            true,
+            "sign_dry_run {sign_dry_run}: {v}"
+        );
+    }
+}
+
+/// A pod whose `containers` are `n` copies of `container(i)`.
+fn pod_review(name: &str, n: usize, container: impl Fn(usize) -> Value) -> Vec<u8> {
+    let mut review = fixture(name);
+    let containers: Vec<Value> = (0..n).map(container).collect();
+    review["request"]["object"]["spec"]["containers"] = containers.into();
+    serde_json::to_vec(&review).expect("json")
+}
+
+/// 10,000 refused images make a denial of 20 findings and a count, well under the answer limit.
+#[tokio::test]
+async fn denials_name_the_first_findings_and_count_the_rest() {
+    let options = ReviewOptions {
+        shape: ShapeLimits {
+            max_objects: 100_000,
+        },
+        ..ReviewOptions::default()
+    };
+    let (state, _) = state_with(false, options);
+    let body = pod_review(
+        "pod-create-hostprocess-valid.validating.json",
+        10_000,
+        |i| json!({"name": format!("c{i}"), "image": format!("evil.example/i{i}:{}", "x".repeat(100)), "securityContext": {"windowsOptions": {"hostProcess": true}}}),
+    );
+    let (status, bytes) = post_raw(&state, "/validate", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes.len() <= MAX_RESPONSE_BYTES, "{} bytes", bytes.len());
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(response(&v)["allowed"], false);
+    let message = response(&v)["status"]["message"].as_str().expect("message");
+    assert_eq!(
+        message.matches("[HG-").count(),
+        MAX_FINDINGS_SHOWN,
+        "{message}"
+    );
+    assert!(message.ends_with(" more"), "{message}");
+
+    // One image name of 1 MiB: the finding is cut, the answer stays bounded.
+    let body = pod_review(
+        "pod-create-hostprocess-valid.validating.json",
+        1,
+        |_| json!({"name": "c", "image": "e".repeat(1 << 20), "securityContext": {"windowsOptions": {"hostProcess": true}}}),
+    );
+    let (status, bytes) = post_raw(&state, "/validate", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes.len() <= MAX_RESPONSE_BYTES, "{} bytes", bytes.len());
+}
+
+/// More objects than the shape limit: refused before decoding, with the uid and a message that
+/// says why, on both endpoints.
+#[tokio::test]
+async fn absurd_shapes_are_refused_before_they_are_decoded() {
+    let (state, _keys) = state(true);
+    let body = pod_review(
+        "pod-create-hostprocess-valid.mutating.json",
+        50_000,
+        |i| json!({"name": format!("c{i}"), "image": "i"}),
+    );
+    for path in ["/mutate", "/validate"] {
+        let (status, bytes) = post_raw(&state, path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(bytes.len() <= MAX_RESPONSE_BYTES);
+        let v: Value = serde_json::from_slice(&bytes).expect("json");
+        let r = response(&v);
+        assert_eq!(r["allowed"], false, "{path}");
+        assert!(r["uid"].as_str().is_some_and(|u| !u.is_empty()));
+        assert_eq!(r["status"]["code"], 413);
+        let message = r["status"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("holds 50063 JSON objects")
+                && message.contains(&format!("at most {}", ShapeLimits::default().max_objects)),
+            "{message}"
+        );
+        assert!(r.get("patch").is_none());
+    }
+}
+
+/// A body announced larger than the limit is answered 413 before any of it is read.
+#[tokio::test]
+async fn announced_oversized_bodies_are_refused_at_once() {
+    let (state, _) = state(false);
+    let never_ends = futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let request = Request::post("/validate")
+        .header("content-type", "application/json")
+        .header("content-length", (1u64 << 30).to_string())
+        .body(Body::from_stream(never_ends))
+        .expect("request");
+    let response = router(Arc::clone(&state), Limits::default())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// `kubectl debug` on an admitted HostProcess pod: refused unless the admitting policy allows
+/// that ephemeral container (image, full argv, account).
+#[tokio::test]
+async fn ephemeral_containers_are_refused_unless_a_policy_allows_them() {
+    let review = std::fs::read(data(
+        "admissionreview/pod-ephemeral-hostprocess-pod-hostprocess-ec.validating.json",
+    ))
+    .expect("fixture");
+    let (state, _) = state(false);
+    let (_, v) = post(&state, "/validate", review.clone()).await;
+    assert_eq!(response(&v)["allowed"], false, "{v}");
+    let message = response(&v)["status"]["message"].as_str().expect("message");
+    assert!(
+        message
+            .contains("[HG-EPHEMERAL-01] spec.ephemeralContainers[0]: ephemeral container refused")
+            && message.contains("debugger-hpc"),
+        "{message}"
+    );
+
+    // A policy that allows the debugger's image, its entrypoint and its account (and, as the
+    // captured pod was created without hostgate's defaults, requires no limits).
+    let base = std::fs::read_to_string(data("webhook/policies/test-policies.yaml")).expect("read");
+    for (commands, allowed) in [("[[]]", true), ("[[cmd.exe, /c, ipconfig]]", false)] {
+        let policies = base.replacen(
+            "  require:\n    limits: {cpu: \"1\", memory: 512Mi}",
+            &format!(
+                "    ephemeralContainers:\n      images: [\"mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:*\"]\n      commands: {commands}\n      runAsUserNames: ['NT AUTHORITY\\SYSTEM']"
+            ),
+            1,
+        );
+        assert_ne!(policies, base);
+        let (parsed, errors) =
+            hostgate::policy::load::parse_policies(policies.as_bytes(), "policies.yaml");
+        assert!(errors.is_empty(), "{errors:?}");
+        state.install_policies(
+            hostgate::policy::PolicySet::new(parsed).expect("set"),
+            Default::default(),
+        );
+        let (_, v) = post(&state, "/validate", review.clone()).await;
+        assert_eq!(response(&v)["allowed"], allowed, "{commands}: {v}");
+        if !allowed {
+            let message = response(&v)["status"]["message"].as_str().expect("message");
+            assert!(message.contains("[HG-EPHEMERAL-03]"), "{message}");
+        }
+    }
 }

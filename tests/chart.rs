@@ -276,6 +276,9 @@ fn check_object(v: &Value) -> Result<(), String> {
         ("apps/v1", "DaemonSet") => strict::<DaemonSet>(v),
         ("node.k8s.io/v1", "RuntimeClass") => strict::<RuntimeClass>(v),
         ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(v),
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            strict::<k8s_openapi::api::networking::v1::NetworkPolicy>(v)
+        }
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<ClusterRoleBinding>(v),
         ("rbac.authorization.k8s.io/v1", "Role") => strict::<Role>(v),
@@ -445,10 +448,18 @@ fn scenarios() -> Vec<Scenario> {
                     (c.liveness_probe.clone(), "/healthz"),
                     (c.readiness_probe.clone(), "/readyz"),
                 ] {
+                    // On the health port, outside the review limits (issue 12).
                     let get = probe.and_then(|p| p.http_get).expect("httpGet probe");
                     assert_eq!(get.path.as_deref(), Some(path));
-                    assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+                    assert_eq!(get.scheme.as_deref(), Some("HTTP"));
+                    assert_eq!(
+                        get.port,
+                        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                            "health".to_owned()
+                        )
+                    );
                 }
+                assert!(args.iter().any(|a| a == "--health-port=8080"), "{args:?}");
                 let svc: Service = typed(find(objs, "Service", "hg-hostgate-webhook"));
                 let port = &svc.spec.expect("spec").ports.expect("ports")[0];
                 assert_eq!(port.port, 443);
@@ -802,6 +813,48 @@ fn scenarios() -> Vec<Scenario> {
                     "the release namespace first, no duplicate"
                 );
                 assert_eq!(webhooks[0]["objectSelector"]["matchLabels"]["hostgate.io/review"], "yes");
+            },
+        },
+        Scenario {
+            name: "client certificate and network policy",
+            args: [
+                set("webhook.clientCA.pem=-----BEGIN CERTIFICATE-----"),
+                set("webhook.networkPolicy.enabled=true,webhook.networkPolicy.from[0].ipBlock.cidr=10.0.0.10/32"),
+                set("webhook.networkPolicy.healthFrom[0].namespaceSelector.matchLabels.name=monitoring"),
+            ]
+            .concat(),
+            present: &["ConfigMap/hg-hostgate-client-ca", "NetworkPolicy/hg-hostgate-webhook"],
+            // Its curl has no client certificate.
+            absent: &["Pod/hg-hostgate-test"],
+            check: |objs| {
+                let args = webhook_args(objs);
+                assert!(args.iter().any(|a| a == "--client-ca-file=/etc/hostgate/client-ca/ca.crt"), "{args:?}");
+                let ca = find(objs, "ConfigMap", "hg-hostgate-client-ca");
+                assert!(ca["data"]["ca.crt"].as_str().is_some_and(|p| p.starts_with("-----BEGIN")));
+                let np = find(objs, "NetworkPolicy", "hg-hostgate-webhook");
+                let ingress = np["spec"]["ingress"].as_array().expect("ingress");
+                assert_eq!(ingress.len(), 2);
+                assert_eq!(ingress[0]["ports"][0]["port"], "https");
+                assert_eq!(ingress[0]["from"][0]["ipBlock"]["cidr"], "10.0.0.10/32");
+                assert_eq!(ingress[1]["ports"][0]["port"], "health");
+            },
+        },
+        Scenario {
+            name: "health port off: probes on the HTTPS port",
+            args: set("webhook.healthPort=0"),
+            present: &["Service/hg-hostgate-webhook"],
+            absent: &["NetworkPolicy", "ConfigMap/hg-hostgate-client-ca"],
+            check: |objs| {
+                assert!(webhook_args(objs).iter().any(|a| a == "--health-port=0"));
+                let d: Deployment = typed(find(objs, "Deployment", "hg-hostgate-webhook"));
+                let c = &d.spec.expect("spec").template.spec.expect("pod").containers[0];
+                for probe in [&c.liveness_probe, &c.readiness_probe] {
+                    let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("httpGet");
+                    assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+                }
+                let svc = find(objs, "Service", "hg-hostgate-webhook");
+                let ports = svc["spec"]["ports"].as_array().expect("ports");
+                assert_eq!(ports.len(), 1, "no metrics port");
             },
         },
     ]
@@ -1744,8 +1797,13 @@ fn bad_values_are_refused_by_the_schema() {
 #[test]
 fn impossible_combinations_are_refused() {
     let helm = helm_or_skip!();
-    let cases: [(&str, &[&str], &str); 13] = [
+    let cases: [(&str, &[&str], &str); 14] = [
         ("kube-system", &[], "namespace of its own"),
+        (
+            NAMESPACE,
+            &["--set", "webhook.networkPolicy.enabled=true"],
+            "an empty from admits everyone",
+        ),
         (
             NAMESPACE,
             &["--set", "admission.failurePolicy=Ignore"],

@@ -806,3 +806,20 @@ fn suggest_prints_policies_that_admit_exactly_the_input() {
         .assert()
         .code(2);
 }
+
+/// A pod with an ephemeral container: refused as a create by the apiserver's own rule, and
+/// judged with --update as the webhook judges `kubectl debug`, where the policy allows none.
+#[test]
+fn ephemeral_containers_are_judged_as_updates() {
+    let (code, stdout, _) = stdout_of(&mut check(&[&data("ephemeral/debugged.yaml")]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("[HP-API-05]"), "{stdout}");
+    let (code, stdout, _) = stdout_of(&mut check(&["--update", &data("ephemeral/debugged.yaml")]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(!stdout.contains("[HP-API-05]"), "{stdout}");
+    assert!(
+        stdout
+            .contains("[HG-EPHEMERAL-01] spec.ephemeralContainers[0]: ephemeral container refused"),
+        "{stdout}"
+    );
+}

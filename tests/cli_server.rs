@@ -153,6 +153,8 @@ fn serve_answers_over_tls_and_stops_on_sigterm() {
             "127.0.0.1",
             "--secure-port",
             "0",
+            "--health-port",
+            "0",
         ])
         .args(["--shutdown-delay", "100ms", "--log-format", "json"])
         .stderr(Stdio::piped())

@@ -90,6 +90,7 @@ impl Webhook {
             allow_privileged: true,
             now: 1_790_000_000,
             runtime_class,
+            options: Default::default(),
         }
     }
 

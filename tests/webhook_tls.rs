@@ -2,15 +2,17 @@
 //! a kubelet-style `..data` symlink swap under load, client-certificate authentication, policy
 //! reload, and graceful shutdown.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{client_config, request};
 use hostgate::server::tls::{TlsFiles, generate_self_signed};
 use hostgate::server::{ServeConfig, Server};
-use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -25,13 +27,10 @@ fn data(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A running server and the means to stop it.
 struct Running {
     addr: SocketAddr,
+    health: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     state: Arc<hostgate::server::state::AppState>,
@@ -52,6 +51,7 @@ impl Running {
 async fn start(config: ServeConfig) -> Running {
     let server = Server::bind(config).await.expect("server binds");
     let addr = server.local_addr().expect("addr");
+    let health = server.health_addr().map(|a| a.expect("health addr"));
     let state = server.state();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
@@ -59,6 +59,7 @@ async fn start(config: ServeConfig) -> Running {
     }));
     Running {
         addr,
+        health,
         stop: Some(tx),
         task,
         state,
@@ -71,76 +72,6 @@ fn config(tls: TlsFiles, policies: PathBuf) -> ServeConfig {
     c.shutdown_delay = Duration::from_millis(0);
     c.shutdown_timeout = Duration::from_secs(5);
     c
-}
-
-fn roots(ca: &Path) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
-        roots.add(cert.expect("cert")).expect("root");
-    }
-    roots
-}
-
-fn client_config(
-    ca: &Path,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Arc<rustls::ClientConfig> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)
-        .expect("versions")
-        .with_root_certificates(roots(ca));
-    let config = match client_cert {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    Arc::new(config)
-}
-
-/// One request on a new TLS connection; returns the status, the body and the server's leaf.
-async fn request(
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    method: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> Result<(u16, Vec<u8>, Vec<u8>), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(tls);
-    let stream = connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let leaf = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.as_ref().to_vec())
-        .unwrap_or_default();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body, leaf))
 }
 
 fn review_body() -> Vec<u8> {
@@ -511,6 +442,7 @@ async fn graceful_shutdown_finishes_in_flight_reviews() {
         stop,
         task,
         state,
+        ..
     } = server;
     if let Some(stop) = stop {
         let _ = stop.send(());
@@ -559,4 +491,300 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_core::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A TLS connection that completes its handshake and then says nothing.
+async fn silent_connection(
+    addr: SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::clone(client))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
+/// Waits (10 s at most) until the server closes `stream`.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(what: &str, stream: &mut S) {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Err(_) => panic!("{what}: still open"),
+            Ok(Ok(0) | Err(_)) => return,
+            // HTTP/2 frames (SETTINGS, GOAWAY) before the close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// `GET path` over plain HTTP/1.1 on a new connection.
+async fn plain_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("http");
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("answered in time")
+        .expect("response");
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    (status, body)
+}
+
+/// Connections that finish the handshake and say nothing, send only the HTTP/2 preface, or go
+/// quiet after an HTTP/2 request are all closed by their deadlines, and the health port answers
+/// the probes all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_while_probes_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let mut cfg = config(tls.files.clone(), data("webhook/policies"));
+    cfg.health_bind = Some("127.0.0.1:0".parse().expect("addr"));
+    cfg.max_connections = 34;
+    // Long enough for a loaded machine to send the HTTP/2 request below in time.
+    cfg.connection.first_request = Duration::from_secs(2);
+    cfg.connection.idle = Duration::from_millis(500);
+    let server = start(cfg).await;
+    let health = server.health.expect("health port");
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+
+    let mut silent = Vec::new();
+    for _ in 0..32 {
+        silent.push(silent_connection(server.addr, &client).await);
+    }
+    let mut preface = silent_connection(server.addr, &client).await;
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    // HTTP/2: one request, then quiet.
+    let stream = silent_connection(server.addr, &client).await;
+    let (mut sender, h2) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let h2 = tokio::spawn(h2);
+    let req = Request::get("/healthz")
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(req).await.expect("h2 request");
+    assert_eq!(response.status(), 200);
+
+    // The cap is full of silent connections; the probes do not depend on it.
+    let (status, body) = plain_get(health, "/readyz").await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+
+    for (i, stream) in silent.iter_mut().enumerate() {
+        closed_by_server(&format!("silent connection {i}"), stream).await;
+    }
+    closed_by_server("HTTP/2 preface only", &mut preface).await;
+    tokio::time::timeout(Duration::from_secs(10), h2)
+        .await
+        .expect("the quiet HTTP/2 connection is closed")
+        .expect("task")
+        .expect("closed with GOAWAY, not an error");
+
+    // Places are free again, and the probes were served throughout.
+    let (status, _, _) = request(server.addr, client, "GET", "/readyz", vec![])
+        .await
+        .expect("a new client is served");
+    assert_eq!(status, 200);
+    // The server counts each close once its side of the connection has ended; a connection
+    // stuck in the HTTP/2 handshake does not close when asked and is dropped.
+    eventually("34 connections counted as closed for silence", async || {
+        let (status, metrics) = plain_get(health, "/metrics").await;
+        assert_eq!(status, 200);
+        let metrics = String::from_utf8(metrics).expect("text");
+        let closed = |reason: &str| {
+            let prefix = format!("hostgate_connections_closed_total{{reason=\"{reason}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        closed("silent") + closed("dropped") >= 34
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Over the cap, a connection waits briefly and is then refused and counted; the health port
+/// still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let mut cfg = config(tls.files.clone(), data("webhook/policies"));
+    cfg.health_bind = Some("127.0.0.1:0".parse().expect("addr"));
+    cfg.max_connections = 2;
+    cfg.connection_wait = Duration::from_millis(100);
+    cfg.connection.first_request = Duration::from_secs(60);
+    let server = start(cfg).await;
+    let health = server.health.expect("health port");
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+    let _held = [
+        silent_connection(server.addr, &client).await,
+        silent_connection(server.addr, &client).await,
+    ];
+    let refused = request(server.addr, Arc::clone(&client), "GET", "/readyz", vec![]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let (status, _) = plain_get(health, "/readyz").await;
+    assert_eq!(status, 200);
+    let (_, metrics) = plain_get(health, "/metrics").await;
+    let metrics = String::from_utf8(metrics).expect("text");
+    assert!(
+        metrics.contains("hostgate_connections_refused_total{reason=\"tls\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// A connection past its maximum age is told to close on its next HTTP/1.1 answer.
+#[tokio::test]
+async fn old_connections_are_asked_to_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let mut cfg = config(tls.files.clone(), data("webhook/policies"));
+    cfg.connection.max_age = Duration::from_millis(200);
+    let server = start(cfg).await;
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+    let stream = silent_connection(server.addr, &client).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http");
+    tokio::spawn(conn);
+    let mut served = 0;
+    eventually("an answer says Connection: close", async || {
+        let req = Request::get("/healthz")
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender
+            .send_request(req)
+            .await
+            .expect("served until told to close");
+        served += 1;
+        response
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close")
+    })
+    .await;
+    assert!(served >= 1);
+    server.stop().await;
+}
+
+/// SIGTERM while clients keep HTTP/1.1 connections busy: every request sent on an open
+/// connection is answered. Answers during the drain say `Connection: close`, clients reconnect
+/// until the listener closes, and no connection is closed under a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_http1_keepalive_load_loses_no_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = generate_self_signed(dir.path(), &[]).expect("self-signed");
+    let mut cfg = config(tls.files.clone(), data("webhook/policies"));
+    cfg.shutdown_delay = Duration::from_millis(500);
+    let server = start(cfg).await;
+    let client = client_config(&tls.ca, &[&rustls::version::TLS13], None);
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let client = Arc::clone(&client);
+        let addr = server.addr;
+        let answered = Arc::clone(&answered);
+        clients.push(tokio::spawn(async move {
+            let (mut lost, mut closes) = (Vec::new(), 0u32);
+            'connections: loop {
+                // A refused connection or handshake is not a lost request: nothing was sent.
+                let Ok(tcp) = TcpStream::connect(addr).await else {
+                    break;
+                };
+                let Ok(stream) = tokio_rustls::TlsConnector::from(Arc::clone(&client))
+                    .connect(ServerName::try_from("localhost").expect("name"), tcp)
+                    .await
+                else {
+                    break;
+                };
+                let Ok((mut sender, conn)) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                else {
+                    break;
+                };
+                tokio::spawn(conn);
+                loop {
+                    let req = Request::post("/validate")
+                        .header("host", "localhost")
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(Bytes::from(review_body())))
+                        .expect("request");
+                    match sender.send_request(req).await {
+                        Ok(response) => {
+                            let close = response
+                                .headers()
+                                .get("connection")
+                                .is_some_and(|v| v == "close");
+                            let status = response.status();
+                            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                            if status != 200 {
+                                lost.push(format!("status {status}"));
+                            }
+                            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if close {
+                                closes += 1;
+                                continue 'connections;
+                            }
+                        }
+                        Err(e) => {
+                            lost.push(e.to_string());
+                            continue 'connections;
+                        }
+                    }
+                }
+            }
+            (lost, closes)
+        }));
+    }
+    eventually("load is flowing", async || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 200
+    })
+    .await;
+    let Running {
+        stop, task, state, ..
+    } = server;
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    eventually("readiness flips", async || !state.is_ready()).await;
+    let mut total_closes = 0;
+    for c in clients {
+        let (lost, closes) = tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("clients stop once the listener closes")
+            .expect("client");
+        assert!(lost.is_empty(), "lost requests: {lost:?}");
+        total_closes += closes;
+    }
+    assert!(
+        total_closes >= 16,
+        "answers during the drain say Connection: close"
+    );
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("drains")
+        .expect("task");
 }

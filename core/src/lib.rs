@@ -34,3 +34,4 @@ pub mod pod;
 pub mod policy;
 pub mod quantity;
 pub mod rules;
+pub mod shape;

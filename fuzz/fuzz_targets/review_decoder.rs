@@ -43,11 +43,17 @@ fuzz_target!(|data: &[u8]| {
         now: 1_764_170_000,
         // Exercises the RuntimeClass defaulting of /mutate and of templates too.
         runtime_class: Some("hostgate"),
+        options: Default::default(),
     };
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-        if let Ok(outcome) = reviewer.review(endpoint, data) {
-            let body = outcome.to_json();
-            assert!(!body.is_empty());
+        match reviewer.review(endpoint, data) {
+            Ok(outcome) => {
+                // Every answer encodes, within the response limit.
+                let body = outcome.to_json().expect("the answer encodes");
+                assert!(body.len() <= hostgate::admission::MAX_RESPONSE_BYTES);
+            }
+            Err(hostgate::admission::ReviewFailure::Malformed(_)) => {}
+            Err(e) => panic!("internal error on fuzz input: {e:?}"),
         }
     }
 });

@@ -146,6 +146,13 @@ pub struct CheckArgs {
     #[arg(long = "namespace-label", value_name = "NS:KEY=VALUE", value_parser = parse_label)]
     pub namespace_label: Vec<(String, String, String)>,
 
+    /// Judge objects as updates of existing ones rather than creates: a Pod with ephemeral
+    /// containers (`kubectl get pod -o yaml` after `kubectl debug`) is then judged as the
+    /// webhook judges a pods/ephemeralcontainers update, against the policies'
+    /// spec.allow.ephemeralContainers, instead of being refused as a create (HP-API-05).
+    #[arg(long)]
+    pub update: bool,
+
     /// Whether the kube-apiserver runs with --allow-privileged (false refuses every HostProcess
     /// container, HP-API-04).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
@@ -420,7 +427,7 @@ fn check(args: CheckArgs) -> anyhow::Result<u8> {
         namespace_labels: labels,
         structural: StructuralOptions {
             allow_privileged: args.allow_privileged,
-            ..StructuralOptions::default()
+            create: !args.update,
         },
         max_file_size: args.max_file_size,
         apply_defaults: !args.no_defaults && !structural_only,

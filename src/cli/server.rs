@@ -8,15 +8,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args, ValueEnum};
+use hostgate::admission::ReviewOptions;
 use hostgate::approval::{SigningIdentity, generate_key_pair};
 use hostgate::check::{Input, input};
 use hostgate::manifest::read_documents;
 use hostgate::mutate::mutate_value;
 use hostgate::policy::load as policy_load;
+use hostgate::server::conn::ConnectionLimits;
 use hostgate::server::routes::Limits;
 use hostgate::server::state::PolicySource;
 use hostgate::server::tls::{TlsFiles, generate_self_signed};
 use hostgate::server::{ServeConfig, Server};
+use hostgate::shape::ShapeLimits;
 use hostgate::telemetry::{self, LogFormat};
 
 /// `hostgate serve`
@@ -101,9 +104,61 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
 
-    /// Connections served at once; more are closed.
+    /// Connections served at once on the HTTPS port; more wait up to --connection-wait for a
+    /// place, then are closed.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// How long a connection over the cap waits for a place before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connection_wait: Duration,
+
+    /// Plain-HTTP port of /healthz, /readyz and /metrics, served outside the review
+    /// concurrency limit and connection cap (0 turns it off; the HTTPS port serves them too).
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub health_port: u16,
+
+    /// Time allowed for a TLS handshake.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// After the handshake, time allowed until the first request begins (no bytes, only the
+    /// HTTP/2 preface, or half a request head are closed then).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
+
+    /// Time a connection may stay open with no request in flight (HTTP/1.1 keep-alive and
+    /// HTTP/2 alike; HTTP/2 is closed with GOAWAY).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How often HTTP/2 connections are pinged.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long an HTTP/2 PING may go unanswered before the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Age at which a connection is asked to close (GOAWAY, or Connection: close on its next
+    /// HTTP/1.1 answer); it is dropped if it has not closed 15 s later.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// Memory the reviews in flight may take together; each review reserves an upper bound of
+    /// its peak, from its Content-Length, before its body is read.
+    #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_size)]
+    pub review_memory_budget: u64,
+
+    /// Most JSON objects a review body may hold; larger ones are refused before they are
+    /// decoded.
+    #[arg(long, value_name = "N", default_value_t = hostgate::shape::DEFAULT_MAX_OBJECTS)]
+    pub max_review_objects: usize,
+
+    /// Sign approvals on /mutate for dry-run requests too. Off by default: a dry run creates
+    /// no pod, and an approval signed for it could only be copied into another object.
+    #[arg(long)]
+    pub sign_dry_run: bool,
 
     /// How often policy and certificate files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -241,7 +296,26 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         max_body_bytes: usize::try_from(args.max_request_bytes).unwrap_or(usize::MAX),
         request_timeout: args.request_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
+        review_memory_budget: usize::try_from(args.review_memory_budget).unwrap_or(usize::MAX),
     };
+    config.review = ReviewOptions {
+        sign_dry_run: args.sign_dry_run,
+        shape: ShapeLimits {
+            max_objects: args.max_review_objects,
+        },
+    };
+    config.health_bind =
+        (args.health_port != 0).then(|| SocketAddr::new(args.bind_address, args.health_port));
+    config.connection = ConnectionLimits {
+        handshake: args.handshake_timeout,
+        first_request: args.first_request_timeout,
+        idle: args.idle_timeout,
+        h2_keepalive_interval: args.http2_keepalive_interval,
+        h2_keepalive_timeout: args.http2_keepalive_timeout,
+        max_age: args.max_connection_age,
+        ..ConnectionLimits::default()
+    };
+    config.connection_wait = args.connection_wait;
     config.reload_interval = args.reload_interval;
     config.max_connections = args.max_connections;
     config.shutdown_delay = args.shutdown_delay;
@@ -259,6 +333,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         let server = Server::bind(config).await?;
         let addr = server.local_addr().context("listener address")?;
         tracing::info!(%addr, "serving /validate and /mutate");
+        if let Some(health) = server.health_addr() {
+            let health = health.context("health listener address")?;
+            tracing::info!(%health, "serving /healthz, /readyz and /metrics over plain HTTP");
+        }
         server.run(shutdown_signal()).await;
         tracing::info!("stopped");
         anyhow::Ok(0)

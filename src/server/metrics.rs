@@ -41,6 +41,13 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+/// Labels of the connection counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: &'static str,
+}
+
 fn new_histogram() -> Histogram {
     // 25 µs … ~1.6 s.
     Histogram::new(exponential_buckets(0.000_025, 2.0, 17))
@@ -70,6 +77,9 @@ pub struct Metrics {
     pub certificate_reloads: Counter,
     /// Errors of the cluster watches (they retry with back-off).
     pub watch_errors: Counter,
+    connections_refused: Family<ReasonLabels, Counter>,
+    handshake_failures: Family<ReasonLabels, Counter>,
+    connections_closed: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +106,24 @@ impl Metrics {
         let certificate_reload_errors = Counter::default();
         let certificate_reloads = Counter::default();
         let watch_errors = Counter::default();
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        let handshake_failures = Family::<ReasonLabels, Counter>::default();
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused: over the connection cap of the port (tls or health), or a failed accept (accept_error)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (error) or did not finish in time (timeout)",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed after their handshake, by why: closed (by the peer or the protocol), silent (no request within the deadline), aged (maximum age), drained (shutdown), dropped (did not close within the grace period)",
+            connections_closed.clone(),
+        );
         registry.register(
             "admission_requests",
             "Admission reviews by endpoint, operation, kind and decision",
@@ -154,6 +182,9 @@ impl Metrics {
         );
         Metrics {
             watch_errors,
+            connections_refused,
+            handshake_failures,
+            connections_closed,
             registry,
             requests,
             findings,
@@ -210,6 +241,35 @@ impl Metrics {
                 endpoint: endpoint.as_str(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a refused connection.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a closed connection.
+    pub fn connection_closed(&self, ended: super::conn::Ended) {
+        use super::conn::Ended;
+        let reason = match ended {
+            Ended::Closed => "closed",
+            Ended::Silent => "silent",
+            Ended::Aged => "aged",
+            Ended::Drained => "drained",
+            Ended::Dropped => "dropped",
+        };
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// The exposition text.

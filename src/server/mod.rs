@@ -1,14 +1,19 @@
 //! `hostgate serve`: the HTTPS admission webhook.
 //!
-//! [`Server::bind`] loads TLS and the first policy set and binds the listener; [`Server::run`]
-//! accepts connections until the shutdown future completes, then drains: readiness flips to false
-//! first, new connections are still accepted for `shutdown_delay` (endpoints take a moment to
-//! drop the pod), then the listener closes and in-flight reviews get `shutdown_timeout` to finish.
+//! [`Server::bind`] loads TLS and the first policy set and binds the listeners (the TLS port, and
+//! the plain-HTTP health port unless it is off); [`Server::run`] accepts connections until the
+//! shutdown future completes, then drains: readiness flips to false first, new connections are
+//! still accepted for `shutdown_delay` (endpoints take a moment to drop the pod) and every
+//! HTTP/1.1 answer says `Connection: close`, then the listeners close and in-flight reviews get
+//! `shutdown_timeout` to finish. Every phase of a connection has a deadline ([`conn`]); each
+//! port has its own connection cap, so a flood of TLS connections cannot starve the kubelet's
+//! probes on the health port.
 //! A background task polls the policy directories and the TLS files every `reload_interval` and
 //! swaps in what changed; a bad policy set or certificate is logged and counted, and the last
 //! good one stays in force.
 
 pub mod cluster;
+pub mod conn;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -21,15 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::admission::ReviewOptions;
 use crate::approval::{KeyError, SigningIdentity, TrustStore};
 use crate::policy::load::{fingerprint, load_paths};
+use conn::{ConnectionLimits, Drain, HttpServer};
 use routes::Limits;
 use state::{AppState, PolicySource};
 use tls::{TlsContents, TlsError, TlsFiles};
@@ -39,6 +43,8 @@ use tls::{TlsContents, TlsError, TlsFiles};
 pub struct ServeConfig {
     /// Address to listen on.
     pub bind: SocketAddr,
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`; `None` turns it off.
+    pub health_bind: Option<SocketAddr>,
     /// Serving certificate, key and optional client CA.
     pub tls: TlsFiles,
     /// Policy files and directories.
@@ -49,14 +55,20 @@ pub struct ServeConfig {
     pub trust_keys: Option<PathBuf>,
     /// kube-apiserver `--allow-privileged`.
     pub allow_privileged: bool,
+    /// Dry runs and shape limits of reviews.
+    pub review: ReviewOptions,
     /// Request limits.
     pub limits: Limits,
     /// How often policies and certificates are checked for changes.
     pub reload_interval: Duration,
-    /// Time allowed for a TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Connections served at once.
+    /// Deadlines of every phase of a connection.
+    pub connection: ConnectionLimits,
+    /// Connections served at once on the TLS port.
     pub max_connections: usize,
+    /// Connections served at once on the health port.
+    pub max_health_connections: usize,
+    /// How long a connection over the cap waits for a place before it is refused.
+    pub connection_wait: Duration,
     /// After the shutdown signal, how long to keep accepting while readiness is false.
     pub shutdown_delay: Duration,
     /// Then, how long in-flight requests get to finish.
@@ -75,15 +87,19 @@ impl ServeConfig {
     pub fn new(bind: SocketAddr, tls: TlsFiles, policies: Vec<PathBuf>) -> Self {
         ServeConfig {
             bind,
+            health_bind: None,
             tls,
             policies,
             signing_key: None,
             trust_keys: None,
             allow_privileged: true,
+            review: ReviewOptions::default(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            connection: ConnectionLimits::default(),
             max_connections: 4096,
+            max_health_connections: 64,
+            connection_wait: Duration::from_secs(1),
             shutdown_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(25),
             policy_source: PolicySource::Files,
@@ -97,19 +113,19 @@ impl ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// TLS could not be set up.
-    #[error("TLS: {0}")]
+    #[error("setting up TLS")]
     Tls(#[from] TlsError),
     /// The signing or trust keys could not be read.
-    #[error("approval keys: {0}")]
+    #[error("reading the approval keys")]
     Keys(#[from] KeyError),
     /// No Kubernetes client could be configured (in-cluster or kubeconfig).
-    #[error("Kubernetes client: {0}")]
+    #[error("configuring the Kubernetes client")]
     Kube(#[source] kube::Error),
     /// A flag value is unusable.
     #[error("{0}")]
     Config(String),
     /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -128,6 +144,7 @@ pub struct Server {
     tls_contents: TlsContents,
     policy_fingerprint: u64,
     listener: TcpListener,
+    health: Option<TcpListener>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -193,7 +210,8 @@ impl Server {
         }
         let state = Arc::new(
             AppState::new(signer, trust, config.allow_privileged)
-                .with_runtime_class(config.runtime_class.clone()),
+                .with_runtime_class(config.runtime_class.clone())
+                .with_options(config.review),
         );
         state.set_policy_source(config.policy_source);
         let needs_cluster = published.is_some() || config.policy_source != PolicySource::Files;
@@ -240,13 +258,11 @@ impl Server {
             load_policies(&state, &config.policies);
         }
 
-        let listener =
-            TcpListener::bind(config.bind)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.bind,
-                    source,
-                })?;
+        let listener = bind(config.bind).await?;
+        let health = match config.health_bind {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Server {
             config,
             state,
@@ -254,13 +270,19 @@ impl Server {
             tls_contents,
             policy_fingerprint,
             listener,
+            health,
             background,
         })
     }
 
-    /// The bound address (useful with port 0).
+    /// The bound address of the TLS port (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound address of the health port, when it is on.
+    pub fn health_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.health.as_ref().map(TcpListener::local_addr)
     }
 
     /// The shared state.
@@ -277,6 +299,7 @@ impl Server {
             tls_contents,
             policy_fingerprint,
             listener,
+            health,
             background,
         } = self;
         let reloader = tokio::spawn(reload_loop(
@@ -286,20 +309,40 @@ impl Server {
             tls_contents,
             policy_fingerprint,
         ));
-        let router = routes::router(Arc::clone(&state), config.limits);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(config.max_connections));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(Some(config.limits.request_timeout));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(Some(256));
-        let builder = Arc::new(builder);
+        let header_timeout = config.limits.request_timeout;
+        let reviews = HttpServer::new(
+            routes::router(Arc::clone(&state), config.limits),
+            config.connection,
+            header_timeout,
+        );
+        let probes = HttpServer::new(
+            routes::health_router(Arc::clone(&state), config.limits),
+            config.connection,
+            header_timeout,
+        );
+        let (drain_tx, drain_rx) = watch::channel(Drain::Serving);
+        let tls_port = Port {
+            name: "tls",
+            http: reviews,
+            tls: Some(Arc::clone(&tls)),
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            waiting: Arc::new(Semaphore::new(config.max_connections.div_ceil(4).max(1))),
+            wait: config.connection_wait,
+            capacity: config.max_connections,
+            state: Arc::clone(&state),
+            draining: drain_rx.clone(),
+        };
+        let health_port = health.as_ref().map(|_| Port {
+            name: "health",
+            http: probes,
+            tls: None,
+            slots: Arc::new(Semaphore::new(config.max_health_connections)),
+            waiting: Arc::new(Semaphore::new(config.max_health_connections.max(1))),
+            wait: config.connection_wait,
+            capacity: config.max_health_connections,
+            state: Arc::clone(&state),
+            draining: drain_rx.clone(),
+        });
 
         tokio::pin!(shutdown);
         let mut drain_deadline = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
@@ -309,63 +352,185 @@ impl Server {
                 () = &mut shutdown, if !draining => {
                     tracing::info!(delay = ?config.shutdown_delay, "shutdown requested: readiness is now false");
                     state.begin_shutdown();
+                    let _ = drain_tx.send(Drain::Announced);
                     draining = true;
                     drain_deadline.as_mut().reset(tokio::time::Instant::now() + config.shutdown_delay);
                 }
                 () = &mut drain_deadline, if draining => break,
-                accepted = listener.accept() => {
-                    let (tcp, peer) = match accepted {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection limit reached; closing the new connection");
-                        continue;
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-                    let watcher = graceful.watcher();
-                    let service = TowerToHyperService::new(router.clone());
-                    let builder = Arc::clone(&builder);
-                    let handshake_timeout = config.handshake_timeout;
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(conn.into_owned()).await {
-                            tracing::debug!(%peer, error = %e, "connection closed with an error");
-                        }
-                    });
+                accepted = listener.accept() => tls_port.accepted(accepted).await,
+                accepted = accept(health.as_ref()) => {
+                    if let Some(port) = &health_port {
+                        port.accepted(accepted).await;
+                    }
                 }
             }
         }
         drop(listener);
+        drop(health);
         reloader.abort();
         for task in background {
             task.abort();
         }
-        let open = graceful.count();
+        let _ = drain_tx.send(Drain::Closing);
+        let open = tls_port.open() + health_port.as_ref().map_or(0, Port::open);
         tracing::info!(open, timeout = ?config.shutdown_timeout, "draining connections");
-        if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
+        let all_closed = async {
+            tls_port.closed().await;
+            if let Some(port) = &health_port {
+                port.closed().await;
+            }
+        };
+        if tokio::time::timeout(config.shutdown_timeout, all_closed)
             .await
             .is_err()
         {
             tracing::warn!("shutdown timeout elapsed with requests still in flight");
         }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Accepts on the health listener, or never when it is off.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One listening port: its HTTP server, TLS (or plain HTTP), and its connection cap.
+struct Port {
+    name: &'static str,
+    http: HttpServer,
+    tls: Option<Arc<ArcSwap<ServerConfig>>>,
+    /// One permit per open connection.
+    slots: Arc<Semaphore>,
+    /// One permit per connection waiting for a slot.
+    waiting: Arc<Semaphore>,
+    wait: Duration,
+    capacity: usize,
+    state: Arc<AppState>,
+    draining: watch::Receiver<Drain>,
+}
+
+impl Port {
+    /// Takes one accepted connection: serves it, lets it wait briefly for a slot, or refuses it.
+    async fn accepted(&self, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        let (tcp, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                self.state.metrics.connection_refused("accept_error");
+                self.state.warnings.warn("accept failed", &e.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let slot = Arc::clone(&self.slots).try_acquire_owned().ok();
+        let waiting = match slot {
+            Some(_) => None,
+            None => match Arc::clone(&self.waiting).try_acquire_owned() {
+                Ok(w) => Some(w),
+                Err(_) => {
+                    self.refuse(peer);
+                    return;
+                }
+            },
+        };
+        let conn = Conn {
+            http: self.http.clone(),
+            tls: self.tls.as_ref().map(|t| t.load_full()),
+            state: Arc::clone(&self.state),
+            draining: self.draining.clone(),
+            port: self.name,
+        };
+        let slots = Arc::clone(&self.slots);
+        let wait = self.wait;
+        tokio::spawn(async move {
+            let permit = match slot {
+                Some(p) => p,
+                None => match tokio::time::timeout(wait, slots.acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        drop(waiting);
+                        conn.refused(peer);
+                        return;
+                    }
+                },
+            };
+            drop(waiting);
+            conn.serve(tcp, peer, permit).await;
+        });
+    }
+
+    fn refuse(&self, peer: SocketAddr) {
+        self.state.metrics.connection_refused(self.name);
+        self.state.warnings.warn(
+            "connection limit reached; new connections are refused",
+            &peer.to_string(),
+        );
+    }
+
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.capacity - self.slots.available_permits()
+    }
+
+    /// Completes once every connection has closed.
+    async fn closed(&self) {
+        let all = u32::try_from(self.capacity).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(all).await;
+    }
+}
+
+/// What one connection's task needs.
+struct Conn {
+    http: HttpServer,
+    tls: Option<Arc<ServerConfig>>,
+    state: Arc<AppState>,
+    draining: watch::Receiver<Drain>,
+    port: &'static str,
+}
+
+impl Conn {
+    fn refused(&self, peer: SocketAddr) {
+        self.state.metrics.connection_refused(self.port);
+        self.state.warnings.warn(
+            "connection limit reached; new connections are refused",
+            &peer.to_string(),
+        );
+    }
+
+    async fn serve(self, tcp: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        let _permit = permit;
+        let ended = match self.tls {
+            None => self.http.serve(tcp, self.draining).await,
+            Some(config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let handshake = self.http.limits().handshake;
+                let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        self.state.metrics.handshake_failed("error");
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        self.state.metrics.handshake_failed("timeout");
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                self.http.serve(stream, self.draining).await
+            }
+        };
+        self.state.metrics.connection_closed(ended);
+        tracing::debug!(%peer, ?ended, "connection closed");
     }
 }
 
@@ -433,7 +598,7 @@ async fn reload_loop(
                 }
                 Err(e) => {
                     state.metrics.certificate_reload_errors.inc();
-                    tracing::error!(error = %e, "certificate reload failed; the last good certificate stays in use");
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "certificate reload failed; the last good certificate stays in use");
                 }
             }
             break;

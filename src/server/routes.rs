@@ -2,26 +2,48 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /validate`, `POST /mutate` | 200 AdmissionReview; 400 malformed review; 413 body too large; 415 not JSON; 503 no policies yet |
+//! | `POST /validate`, `POST /mutate` | 200 AdmissionReview; 400 malformed review; 413 body too large (at once when its `Content-Length` says so); 415 not JSON; 500 internal error; 503 no policies yet, or no memory for the review within the request timeout |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once policies and TLS are loaded, 503 before and during shutdown |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! The probes and `/metrics` are served outside the reviews' concurrency limit, here and on the
+//! health port ([`health_router`]).
+//!
+//! Every review holds a share of the review memory budget for as long as it runs, sized from its
+//! `Content-Length` before the body is read ([`crate::shape::review_peak_bytes`]): reviews in
+//! flight never need more memory than the budget, whatever their shape.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument as _;
 
 use super::state::{AppState, ReviewError};
 use crate::admission::{Endpoint, Verdict};
+use crate::shape::{ShapeLimits, review_peak_bytes};
+use crate::telemetry::{capped, cut};
+
+/// Longest error message a 4xx answer carries (serde's messages quote the offending value).
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// Longest name-like field (uid, kind, namespace, name, policy) in a review's log lines: the
+/// longest Kubernetes name is 253 bytes.
+const MAX_NAME_FIELD: usize = 256;
+
+fn capped_field(text: &str) -> std::borrow::Cow<'_, str> {
+    cut(text, MAX_NAME_FIELD)
+}
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +54,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests handled at once; more wait.
     pub max_concurrent_requests: usize,
+    /// Memory the reviews in flight may take together; a review waits (within the request
+    /// timeout) until its share is free.
+    pub review_memory_budget: usize,
 }
 
 impl Default for Limits {
@@ -40,22 +65,33 @@ impl Default for Limits {
             max_body_bytes: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 1024,
+            review_memory_budget: 64 * 1024 * 1024,
         }
     }
 }
 
-/// The router with every route and limit.
+/// The TLS port's router: the reviews, with their limits, and the probes.
 pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
-    Router::new()
+    let gate = Arc::new(ReviewGate::new(&limits, state.shape_limits()));
+    let validate = {
+        let gate = Arc::clone(&gate);
+        move |State(state): State<Arc<AppState>>, request: Request| async move {
+            review(&state, Endpoint::Validate, request, &gate).await
+        }
+    };
+    let mutate = move |State(state): State<Arc<AppState>>, request: Request| async move {
+        review(&state, Endpoint::Mutate, request, &gate).await
+    };
+    let reviews = Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
-        ))
+        ));
+    reviews
+        .merge(probes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -63,12 +99,54 @@ pub fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .with_state(state)
 }
 
-async fn validate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    review(&state, Endpoint::Validate, &headers, &body).await
+/// The health port's router: `/healthz`, `/readyz` and `/metrics` only.
+pub fn health_router(state: Arc<AppState>, limits: Limits) -> Router {
+    probes()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .with_state(state)
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    review(&state, Endpoint::Mutate, &headers, &body).await
+fn probes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// What a review must get before its body is read: a body under the limit, and its share of the
+/// review memory budget.
+#[derive(Debug)]
+struct ReviewGate {
+    max_body: usize,
+    shape: ShapeLimits,
+    /// One permit per KiB of the budget.
+    memory: Semaphore,
+    budget_kib: u32,
+}
+
+impl ReviewGate {
+    fn new(limits: &Limits, shape: ShapeLimits) -> Self {
+        let budget_kib = u32::try_from(limits.review_memory_budget / 1024)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        ReviewGate {
+            max_body: limits.max_body_bytes,
+            shape,
+            memory: Semaphore::new(budget_kib as usize),
+            budget_kib,
+        }
+    }
+
+    /// Waits for the share of a `body_len`-byte review (the whole budget at most, so that one
+    /// review larger than the budget runs alone rather than never).
+    async fn reserve(&self, body_len: usize) -> Option<SemaphorePermit<'_>> {
+        let kib = review_peak_bytes(body_len, self.shape).div_ceil(1024);
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX).min(self.budget_kib);
+        self.memory.acquire_many(kib).await.ok()
+    }
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
@@ -84,11 +162,30 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether a body read failed because the body is over the limit.
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 async fn review(
     state: &AppState,
     endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: Request,
+    gate: &ReviewGate,
 ) -> Response {
     let span = tracing::info_span!(
         "review",
@@ -102,49 +199,92 @@ async fn review(
         policy = tracing::field::Empty,
     );
     async move {
-        if !is_json(headers) {
+        let (parts, body) = request.into_parts();
+        if !is_json(&parts.headers) {
             return json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json",
             );
         }
-        match state.review(endpoint, body) {
+        let max = gate.max_body;
+        let announced = content_length(&parts.headers).unwrap_or(max).min(max);
+        // Held until the answer is encoded: the review's share of the memory budget.
+        let Some(_memory) = gate.reserve(announced).await else {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hostgate cannot take this review now: its review memory budget is in use",
+            );
+        };
+        let body = match axum::body::to_bytes(Body::new(body), max).await {
+            Ok(b) => b,
+            Err(e) if too_large(&e) => {
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the request body failed");
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                );
+            }
+        };
+        match state.review(endpoint, &body) {
             Ok(outcome) => {
+                // The request chooses these strings: each is cut, so the line stays bounded.
                 let span = tracing::Span::current();
-                span.record("uid", outcome.uid.as_str());
-                span.record("kind", outcome.kind.as_str());
-                span.record("namespace", outcome.namespace.as_str());
-                span.record("name", outcome.name.as_str());
+                span.record("uid", capped_field(&outcome.uid).as_ref());
+                span.record("kind", capped_field(&outcome.kind).as_ref());
+                span.record("namespace", capped_field(&outcome.namespace).as_ref());
+                span.record("name", capped_field(&outcome.name).as_ref());
                 span.record("operation", outcome.operation);
                 span.record("decision", outcome.verdict.as_str());
                 if let Some(p) = &outcome.policy {
-                    span.record("policy", p.as_str());
+                    span.record("policy", capped_field(p).as_ref());
                 }
                 match outcome.verdict {
                     Verdict::Denied | Verdict::Warned => {
-                        tracing::info!(message = outcome.response.result.message.as_str(), "review")
+                        let (deny, warn, audit) = outcome.counts();
+                        tracing::info!(denials = deny, warnings = warn, audits = audit, "review");
+                        tracing::debug!(
+                            message = capped(&outcome.response.result.message).as_ref(),
+                            "review findings"
+                        );
                     }
                     _ => tracing::debug!(mutated = outcome.mutated, "review"),
                 }
-                (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    outcome.to_json(),
-                )
-                    .into_response()
+                match outcome.to_json() {
+                    Ok(json) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                        .into_response(),
+                    Err(e) => internal(&outcome.uid, &e),
+                }
             }
             Err(ReviewError::Malformed(e)) => {
-                tracing::info!(error = %e, "malformed review");
-                json_error(StatusCode::BAD_REQUEST, &e.to_string())
+                let text = e.to_string();
+                tracing::info!(error = capped(&text).as_ref(), "malformed review");
+                json_error(StatusCode::BAD_REQUEST, &cut(&text, MAX_ERROR_BYTES))
             }
             Err(ReviewError::NotReady) => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "hostgate has not loaded a policy set yet",
             ),
+            Err(ReviewError::Internal { uid, source }) => internal(&uid, &source),
         }
     }
     .instrument(span)
     .await
+}
+
+/// 500 with a generic message; the detail goes to the log with the review's uid.
+fn internal(uid: &str, error: &dyn std::error::Error) -> Response {
+    tracing::error!(uid, error = %crate::telemetry::Chain(error), "internal error answering a review");
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "hostgate could not answer this review; the details are in its log",
+    )
 }
 
 async fn healthz() -> &'static str {

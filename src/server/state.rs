@@ -9,9 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use super::metrics::Metrics;
-use crate::admission::{Endpoint, MalformedReview, Outcome, Reviewer};
+use crate::admission::{
+    Endpoint, InternalError, MalformedReview, Outcome, ReviewFailure, ReviewOptions, Reviewer,
+};
 use crate::approval::{SigningIdentity, TrustStore};
 use crate::policy::{CompiledPolicy, PolicySet};
+use crate::shape::ShapeLimits;
+use crate::telemetry::RateLimited;
 
 /// An immutable policy snapshot: what one review sees from start to end.
 #[derive(Debug, Default)]
@@ -87,6 +91,25 @@ pub enum ReviewError {
     /// No policy set has been loaded yet (503).
     #[error("no policy set is loaded yet")]
     NotReady,
+    /// hostgate failed to build its answer (500, with a generic message; the detail is logged
+    /// with the uid).
+    #[error("answering review {uid}")]
+    Internal {
+        /// The review's uid.
+        uid: String,
+        /// What failed.
+        #[source]
+        source: InternalError,
+    },
+}
+
+impl From<ReviewFailure> for ReviewError {
+    fn from(e: ReviewFailure) -> Self {
+        match e {
+            ReviewFailure::Malformed(m) => ReviewError::Malformed(m),
+            ReviewFailure::Internal { uid, source } => ReviewError::Internal { uid, source },
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -100,8 +123,11 @@ pub struct AppState {
     runtime_class: Option<String>,
     shutting_down: AtomicBool,
     tls_ready: AtomicBool,
+    options: ReviewOptions,
     /// Metrics.
     pub metrics: Metrics,
+    /// Warnings that can repeat at an attacker's rate, logged at most once per 10 s each.
+    pub warnings: RateLimited,
 }
 
 impl AppState {
@@ -125,7 +151,9 @@ impl AppState {
             runtime_class: None,
             shutting_down: AtomicBool::new(false),
             tls_ready: AtomicBool::new(false),
+            options: ReviewOptions::default(),
             metrics: Metrics::new(),
+            warnings: RateLimited::new(Duration::from_secs(10)),
         }
     }
 
@@ -135,6 +163,18 @@ impl AppState {
     pub fn with_runtime_class(mut self, class: Option<String>) -> Self {
         self.runtime_class = class;
         self
+    }
+
+    /// Sets how reviews are answered (before the state is shared).
+    #[must_use]
+    pub fn with_options(mut self, options: ReviewOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The shape limits of reviewed bodies.
+    pub fn shape_limits(&self) -> ShapeLimits {
+        self.options.shape
     }
 
     /// Sets where policies come from (before any is loaded).
@@ -245,6 +285,7 @@ impl AppState {
             allow_privileged: self.allow_privileged,
             now: unix_now(),
             runtime_class: self.runtime_class.as_deref(),
+            options: self.options,
         };
         match reviewer.review(endpoint, body) {
             Ok(outcome) => {
@@ -252,8 +293,12 @@ impl AppState {
                 Ok(outcome)
             }
             Err(e) => {
+                let decision = match e {
+                    ReviewFailure::Malformed(_) => "malformed",
+                    ReviewFailure::Internal { .. } => "error",
+                };
                 self.metrics
-                    .record_failure(endpoint, "malformed", start.elapsed());
+                    .record_failure(endpoint, decision, start.elapsed());
                 Err(e.into())
             }
         }

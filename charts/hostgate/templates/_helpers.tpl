@@ -39,6 +39,12 @@ never collide on a long release name.
 {{- define "hostgate.policiesName" -}}{{ include "hostgate.componentName" (list . "policies") }}{{- end -}}
 {{- define "hostgate.agentName" -}}{{ include "hostgate.componentName" (list . "agent") }}{{- end -}}
 {{- define "hostgate.agentPolicyName" -}}{{ include "hostgate.componentName" (list . "agent") }}{{- end -}}
+{{- define "hostgate.clientCAName" -}}
+{{- .Values.webhook.clientCA.existingConfigMap | default (include "hostgate.componentName" (list . "client-ca")) -}}
+{{- end -}}
+{{- define "hostgate.clientCA" -}}
+{{- if or .Values.webhook.clientCA.pem .Values.webhook.clientCA.existingConfigMap }}true{{ end -}}
+{{- end -}}
 {{- define "hostgate.testName" -}}{{ include "hostgate.componentName" (list . "test") }}{{- end -}}
 
 {{- define "hostgate.webhookServiceAccountName" -}}

@@ -13,6 +13,7 @@ use super::selector::Selector;
 use crate::decision::Finding;
 use crate::pod::PodView;
 use crate::rules::annotations::AnnotationRule;
+use crate::rules::ephemeral::{EphemeralRequest, EphemeralRule};
 use crate::rules::images::ImageRule;
 use crate::rules::limits::{LimitRule, positive_quantity};
 use crate::rules::runtime::RuntimeClassRule;
@@ -54,6 +55,7 @@ pub struct CompiledPolicy {
     volumes: VolumeRule,
     limits: LimitRule,
     runtime_class: RuntimeClassRule,
+    ephemeral: EphemeralRule,
     source: Arc<HostProcessPolicy>,
 }
 
@@ -130,6 +132,7 @@ impl CompiledPolicy {
         let volumes = VolumeRule::compile(&allow.volumes)?;
         let limits = LimitRule::compile(&spec.require)?;
         let runtime_class = RuntimeClassRule::compile(allow)?;
+        let ephemeral = EphemeralRule::compile(allow.ephemeral_containers.as_ref())?;
 
         let defaults = &spec.defaults;
         if let Some(user) = &defaults.run_as_user_name {
@@ -198,6 +201,7 @@ impl CompiledPolicy {
             volumes,
             limits,
             runtime_class,
+            ephemeral,
             source: Arc::new(policy),
         })
     }
@@ -228,6 +232,7 @@ impl CompiledPolicy {
             volumes: VolumeRule::default(),
             limits: LimitRule::default(),
             runtime_class: RuntimeClassRule::default(),
+            ephemeral: EphemeralRule::default(),
             source: Arc::new(policy),
         }
     }
@@ -284,9 +289,31 @@ impl CompiledPolicy {
         self.volumes.check(pod, out);
         self.limits.check(pod, out);
         self.runtime_class.check(pod, out);
+        if pod.requests_host_process() {
+            self.ephemeral.check(pod, out);
+        }
         for f in &mut out[start..] {
             f.policy = Some(Arc::clone(&self.name));
         }
+    }
+
+    /// The node's question for one ephemeral container of a HostProcess pod this policy
+    /// admitted: the findings that refuse it (none: allowed). Field paths start at
+    /// `ephemeralContainer`.
+    pub fn check_ephemeral(&self, request: &EphemeralRequest<'_>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let path = |field: &str| {
+            if field.is_empty() {
+                "ephemeralContainer".to_owned()
+            } else {
+                format!("ephemeralContainer.{field}")
+            }
+        };
+        self.ephemeral.check_request(request, &path, &mut out);
+        for f in &mut out {
+            f.policy = Some(Arc::clone(&self.name));
+        }
+        out
     }
 }
 
@@ -373,6 +400,41 @@ impl PolicySet {
     /// A policy by name.
     pub fn get(&self, name: &str) -> Option<&CompiledPolicy> {
         self.iter().find(|p| &*p.name == name)
+    }
+
+    /// Whether an ephemeral container may be added to a HostProcess pod of `service_account` in
+    /// `namespace`: `Ok` with the first matching admitting policy (by name) that allows it,
+    /// else every matching policy's findings (`HG-MATCH-01` when none matches). Profiles admit
+    /// nothing, so they allow nothing either.
+    pub fn allows_ephemeral(
+        &self,
+        namespace: &str,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        service_account: &str,
+        request: &EphemeralRequest<'_>,
+    ) -> Result<Arc<str>, Vec<Finding>> {
+        let mut refusals = Vec::new();
+        for policy in self
+            .admitting
+            .iter()
+            .filter(|p| p.matches(namespace, namespace_labels, service_account))
+        {
+            let found = policy.check_ephemeral(request);
+            if found.is_empty() {
+                return Ok(Arc::clone(&policy.name));
+            }
+            refusals.extend(found);
+        }
+        if refusals.is_empty() {
+            refusals.push(Finding::new(
+                crate::rules::ids::NO_POLICY,
+                "ephemeralContainer".to_owned(),
+                format!(
+                    "no HostProcessPolicy admits HostProcess pods in namespace {namespace:?} with service account {service_account:?}"
+                ),
+            ));
+        }
+        Err(refusals)
     }
 }
 
@@ -497,6 +559,57 @@ mod tests {
         p.check(&view, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].policy.as_deref(), Some("p"));
+    }
+
+    /// The node's question for one ephemeral container: the first matching policy that allows
+    /// it, else every matching policy's reasons, else HG-MATCH-01.
+    #[test]
+    fn ephemeral_containers_are_allowed_by_a_matching_policy_only() {
+        let none = compile(&policy("{match: {namespaces: [a]}}")).expect("compiles");
+        let debug = compile(
+            "{apiVersion: hostgate.io/v1alpha1, kind: HostProcessPolicy, metadata: {name: q}, spec: {match: {namespaces: [a]}, allow: {ephemeralContainers: {images: ['dbg:*'], commands: [[cmd.exe, /c, ipconfig]]}}}}",
+        )
+        .expect("compiles");
+        let set = PolicySet::new(vec![none, debug]).expect("set");
+        let argv = ["cmd.exe", "/c", "ipconfig"].map(str::to_owned);
+        let request = EphemeralRequest {
+            image: "dbg:1",
+            argv: &argv,
+            run_as_user_name: None,
+        };
+        assert_eq!(
+            set.allows_ephemeral("a", None, "default", &request)
+                .as_deref(),
+            Ok("q")
+        );
+        let shell = ["cmd.exe"].map(str::to_owned);
+        let refused = set
+            .allows_ephemeral(
+                "a",
+                None,
+                "default",
+                &EphemeralRequest {
+                    argv: &shell,
+                    ..request
+                },
+            )
+            .expect_err("refused");
+        let ids: Vec<(&str, Option<&str>)> = refused
+            .iter()
+            .map(|f| (f.rule, f.policy.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("HG-EPHEMERAL-01", Some("p")),
+                ("HG-EPHEMERAL-03", Some("q"))
+            ]
+        );
+        assert_eq!(refused[1].path, "ephemeralContainer.command");
+        let elsewhere = set
+            .allows_ephemeral("b", None, "default", &request)
+            .expect_err("no policy matches");
+        assert_eq!(elsewhere[0].rule, "HG-MATCH-01");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use compile::{CompiledPolicy, DuplicatePolicy, InvalidPolicy, PolicySet};
 pub use crate::rules::users::{LEAST_PRIVILEGE_USER, same_account};
 pub use crate::rules::volumes::{DEFAULT_VOLUME_TYPES, VOLUME_TYPES, volume_type};
 pub use model::{
-    API_VERSION, AllowSpec, CrdError, DefaultsSpec, GROUP, HostProcessPolicy,
+    API_VERSION, AllowSpec, CrdError, DefaultsSpec, EphemeralAllow, GROUP, HostProcessPolicy,
     HostProcessPolicySpec, HostProcessPolicyStatus, KIND, LimitMaxima, MatchSpec, Mode,
     PrivilegedAnnotation, Profile, RequireSpec, VERSION, VolumeAllow, crd_yaml,
 };

@@ -153,6 +153,32 @@ pub struct AllowSpec {
     /// The privileged pod annotations the pod may carry. Absent or empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<PrivilegedAnnotation>,
+
+    /// Ephemeral containers (`kubectl debug`) that may be added to admitted pods. On a
+    /// HostProcess pod an ephemeral container runs on the host with the pod's account, so
+    /// absent means none at all; the node refuses them on the same terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_containers: Option<EphemeralAllow>,
+}
+
+/// The ephemeral containers a policy allows. Each must use one of the images, run exactly one of
+/// the commands, and (when accounts are listed) run as one of the accounts.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EphemeralAllow {
+    /// Image patterns, as in `allow.images`. Required, at least one.
+    pub images: Vec<String>,
+
+    /// Allowed commands, each the full argv (`command` followed by `args`); an element `*`
+    /// stands for any one argument, and an empty list allows the image's own entrypoint.
+    /// Required, at least one. Write them without `$(VAR)` references: the node compares the
+    /// argv after the kubelet expanded them.
+    pub commands: Vec<Vec<String>>,
+
+    /// Accounts the ephemeral container may run as (its `runAsUserName`, else the pod's),
+    /// compared case-insensitively. Absent or empty: the pod's accounts rules alone apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_as_user_names: Vec<String>,
 }
 
 /// Volumes admitted pods may declare.
@@ -250,7 +276,7 @@ pub struct HostProcessPolicyStatus {
 
 /// Why the CRD could not be rendered.
 #[derive(Debug, thiserror::Error)]
-#[error("rendering the CustomResourceDefinition: {0}")]
+#[error("rendering the CustomResourceDefinition")]
 pub struct CrdError(#[source] serde_yaml::Error);
 
 /// The `hostprocesspolicies.hostgate.io` CustomResourceDefinition as YAML, generated from these

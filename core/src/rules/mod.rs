@@ -6,8 +6,9 @@
 //! - `HG-…`: hostgate's policy constraints, one module per family, each compiled from its part
 //!   of a `HostProcessPolicy` and checked on the pods that policy admits:
 //!   [`images`] (`HG-IMAGE-*`), [`users`] (`HG-USER-*`), [`volumes`] (`HG-VOLUME-*`),
-//!   [`annotations`] (`HG-ANNOT-01`), [`limits`] (`HG-LIMITS-*`), [`runtime`] (`HG-RUNTIME-*`).
-//!   `HG-MATCH-01` (no policy
+//!   [`annotations`] (`HG-ANNOT-01`), [`limits`] (`HG-LIMITS-*`), [`runtime`] (`HG-RUNTIME-*`),
+//!   [`ephemeral`] (`HG-EPHEMERAL-*`, also the node's gate for one container:
+//!   [`ephemeral::EphemeralRequest`]). `HG-MATCH-01` (no policy
 //!   matches) is decided by [`crate::engine`]; `HG-APPROVAL-*` by [`crate::approval`] where an
 //!   approval is verified.
 //!
@@ -16,6 +17,7 @@
 
 pub mod annotations;
 pub mod baseline;
+pub mod ephemeral;
 pub mod images;
 pub mod limits;
 pub mod runtime;
@@ -98,6 +100,14 @@ pub mod ids {
     pub const APPROVAL_INVALID: &str = "HG-APPROVAL-01";
     /// The approval does not match the object.
     pub const APPROVAL_MISMATCH: &str = "HG-APPROVAL-02";
+    /// The policy allows no ephemeral container on its HostProcess pods.
+    pub const EPHEMERAL_NOT_ALLOWED: &str = "HG-EPHEMERAL-01";
+    /// An ephemeral container's image is not among the policy's ephemeral images.
+    pub const EPHEMERAL_IMAGE: &str = "HG-EPHEMERAL-02";
+    /// An ephemeral container's command is not among the policy's ephemeral commands.
+    pub const EPHEMERAL_COMMAND: &str = "HG-EPHEMERAL-03";
+    /// An ephemeral container's account is not among the policy's ephemeral accounts.
+    pub const EPHEMERAL_USER: &str = "HG-EPHEMERAL-04";
 }
 
 /// Documentation of one rule, for reports (SARIF `rules`) and `--explain`-style output.
@@ -287,6 +297,26 @@ pub const CATALOGUE: &[RuleInfo] = &[
         id: ids::APPROVAL_MISMATCH,
         name: "ApprovalMismatch",
         description: "The signed approval must describe exactly the pod that is about to run.",
+    },
+    RuleInfo {
+        id: ids::EPHEMERAL_NOT_ALLOWED,
+        name: "EphemeralContainerRefused",
+        description: "An ephemeral container (kubectl debug) on a HostProcess pod runs on the host with the pod's account; it is refused unless the admitting policy's spec.allow.ephemeralContainers allows it.",
+    },
+    RuleInfo {
+        id: ids::EPHEMERAL_IMAGE,
+        name: "EphemeralContainerImage",
+        description: "An ephemeral container's image must match spec.allow.ephemeralContainers.images.",
+    },
+    RuleInfo {
+        id: ids::EPHEMERAL_COMMAND,
+        name: "EphemeralContainerCommand",
+        description: "An ephemeral container's full argv (command, then args) must be one of spec.allow.ephemeralContainers.commands.",
+    },
+    RuleInfo {
+        id: ids::EPHEMERAL_USER,
+        name: "EphemeralContainerUser",
+        description: "An ephemeral container's effective runAsUserName must be one of spec.allow.ephemeralContainers.runAsUserNames, when they are listed.",
     },
 ];
 
