@@ -206,6 +206,11 @@ impl<R: Runtime> containerd_shim::Task for TaskService<R> {
         // Not counted as activity: containerd holds a Wait open for each task's whole life.
         no_exec(&req.exec_id)?;
         let exit = self.service.wait(&req.id).map_err(|e| status_error(&e))?;
+        // The exit may come from a `Kill` still being answered on another thread (a sandbox
+        // ends inside its `Kill`). containerd acts on this reply at once: it deletes the task,
+        // shuts the shim down and closes the connection, so the `Kill` caller would read
+        // "ttrpc: closed". This reply therefore goes out after the calls in progress.
+        self.activity.wait_quiet(QUIET_BEFORE_EVENT);
         Ok(WaitResponse {
             exit_status: exit.status,
             exited_at: timestamp(exit.at),
@@ -391,5 +396,48 @@ fn send(publisher: &RemotePublisher, namespace: &str, event: Event) {
     };
     if let Err(e) = publisher.publish(Context::default(), topic, namespace, message) {
         log::warn!("cannot publish {topic}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn quiet_returns_at_once_when_nothing_ever_ran() {
+        Activity::default().wait_quiet(Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn quiet_waits_for_the_request_in_progress_to_end() {
+        let activity = Arc::new(Activity::default());
+        let released = Arc::new(AtomicBool::new(false));
+        let request = activity.enter();
+        let waiter = {
+            let (activity, released) = (Arc::clone(&activity), Arc::clone(&released));
+            std::thread::spawn(move || {
+                activity.wait_quiet(Duration::from_millis(1));
+                released.load(Ordering::SeqCst)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        released.store(true, Ordering::SeqCst);
+        drop(request);
+        assert!(
+            waiter.join().expect("waiter"),
+            "wait_quiet returned while a request was in progress"
+        );
+    }
+
+    #[test]
+    fn nested_requests_all_count() {
+        let activity = Activity::default();
+        let outer = activity.enter();
+        let inner = activity.enter();
+        drop(inner);
+        assert_eq!(activity.state.lock().expect("state").0, 1);
+        drop(outer);
+        assert_eq!(activity.state.lock().expect("state").0, 0);
     }
 }
