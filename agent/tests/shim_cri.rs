@@ -535,3 +535,71 @@ fn delegate_mode_runs_approved_containers_under_runc_and_refuses_before_it() {
         .expect("runc");
     assert!(!runc.status.success(), "runc knows the refused container");
 }
+
+/// `kubectl debug` on a running HostProcess pod: the kubelet creates one more container in the
+/// pod's sandbox. It is in no approval, so it runs only when the approving policy's
+/// `allow.ephemeralContainers` allows its image and argv, and is refused with the rule's id
+/// otherwise (HG-EPHEMERAL-01…04).
+#[test]
+fn an_ephemeral_container_runs_only_when_the_policy_allows_it() {
+    skip_unless!(Prereq::RUNC);
+    let policy = POLICY.replace(
+        "  defaults:",
+        "    ephemeralContainers:\n      images: ['docker.io/hostgate/busybox:*']\n      commands: [[sh, -c, 'echo debugging; exit 4']]\n  defaults:",
+    );
+    let node = Node::start(&policy);
+    let pod = node.approve(&pod_yaml("debugged", LONG_RUNNING, ""));
+    let mut run = node.run(&pod);
+    let debug = |command: &str| {
+        ContainerSpec::new("debugger")
+            .image("docker.io/hostgate/busybox:test")
+            .command(["sh", "-c", command].map(str::to_owned).to_vec())
+    };
+
+    let id = node
+        .cri
+        .run_container(&run.pod, &debug("echo debugging; exit 4"))
+        .unwrap_or_else(|e| panic!("debug container: {e}\n{}", node.containerd.log_tail(30)));
+    run.containers.push(id.clone());
+    let info = node
+        .cri
+        .wait_container_exited(&id, DEADLINE)
+        .expect("exits");
+    assert_eq!(info.exit_code, 4, "{info:?}");
+    let lines = read_cri_log(&info.log_path).expect("CRI log");
+    assert!(
+        lines.contains(&(Stream::Stdout, "debugging".to_owned())),
+        "{lines:?}"
+    );
+    assert!(
+        node.containerd
+            .log_tail(200)
+            .contains("allows it as an ephemeral container"),
+        "the shim's log names the policy that allowed it"
+    );
+
+    let mut spec = debug("id");
+    spec.name = "debugger-2".to_owned();
+    let refused = node
+        .cri
+        .create_container(&run.pod.id, &spec, &run.pod.config)
+        .expect("CreateContainer");
+    run.containers.push(refused.clone());
+    let err = node
+        .cri
+        .start_container(&refused)
+        .expect_err("a command the policy does not list is refused")
+        .to_string();
+    let line = refusal_line(&err);
+    assert!(line.contains("HG-EPHEMERAL-03"), "{line}");
+    assert!(line.contains("not in the approval"), "{line}");
+
+    // The pod's own container kept running through both.
+    let main = node
+        .cri
+        .container_status(&run.containers[0])
+        .expect("status");
+    assert_eq!(main.state, ContainerState::Running, "{main:?}");
+    node.teardown(&run);
+    node.assert_clean();
+}

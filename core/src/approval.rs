@@ -109,7 +109,7 @@ pub struct ApprovedPod {
 }
 
 /// The security-relevant fields of one container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApprovedContainer {
     /// `name`

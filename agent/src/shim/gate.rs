@@ -11,7 +11,11 @@
 //!    `pod_annotations`) verifies with a trusted key, the node's policies admit the pod it
 //!    describes and the approving policy still does ([`Verifier::verify_value`]);
 //! 3. the pod's namespace is the approved one, and the container is one of the approved
-//!    containers (an ephemeral `kubectl debug` container is not, and is refused);
+//!    containers. A container that is not is an ephemeral container (`kubectl debug`): it runs
+//!    only if the approving policy's `spec.allow.ephemeralContainers` allows its image, argv
+//!    and account (`HG-EPHEMERAL-01`…`04`, [`ephemeral_approval`]), and then as an
+//!    approved container with that argv and nothing else: no volume mounts, no variables
+//!    beyond the runtime's, no limits;
 //! 4. on Windows, containerd marked the container as a HostProcess container;
 //! 5. the image is the approved one (compared as references: `busybox` is
 //!    `docker.io/library/busybox:latest`; an approved digest must be the runtime's digest);
@@ -28,11 +32,14 @@
 //!
 //! Everything here is pure: the decision depends on the request and the node's state only.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use hostgate_core::approval::{Approval, ApprovedContainer};
 use hostgate_core::policy::volume_type;
+use hostgate_core::rules::ephemeral::EphemeralRequest;
+use k8s_openapi::api::core::v1::WindowsSecurityContextOptions;
 
 use super::node::{NodeError, Settings};
 use super::request::{RuntimeRequest, SpecMount, TaskKind, annotations};
@@ -75,11 +82,17 @@ pub enum GateRefusal {
         /// The namespace CRI reports.
         runtime: String,
     },
-    /// The container is not one of the approved containers.
+    /// The container is not one of the approved containers, so it is an ephemeral container
+    /// (`kubectl debug`), and the approving policy does not allow it.
     #[error(
-        "container {0:?} is not in the approval (an ephemeral container such as `kubectl debug` is refused: approvals cover the pod's init and regular containers only)"
+        "container {name:?} is not in the approval, and the approving policy does not allow it as an ephemeral container: {reasons}"
     )]
-    NotApproved(String),
+    Ephemeral {
+        /// The container's name.
+        name: String,
+        /// The policy's findings, joined.
+        reasons: String,
+    },
     /// On Windows, containerd did not mark the container as a HostProcess container.
     #[error(
         "not a HostProcess container ({} is {value:?}): the hostgate runtime only runs HostProcess containers",
@@ -132,10 +145,12 @@ pub enum Admission {
 /// An approved container and how to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
-    /// The policy that approved the pod.
+    /// The policy that approved the pod (and, for an ephemeral container, allowed it).
     pub policy: String,
     /// The container's name.
     pub name: String,
+    /// Whether it is an ephemeral container, allowed by the policy rather than the approval.
+    pub ephemeral: bool,
     /// `argv`, as the spec has it (verified).
     pub args: Vec<String>,
     /// The environment, as the spec has it (verified).
@@ -206,16 +221,25 @@ impl Gate {
             .annotation(hostgate_core::approval::ANNOTATION)
             .ok_or(Refusal::Unsigned)?;
         let verified = verifier.verify_value(value)?;
-        let approval = &verified.approval;
-        if approval.pod.namespace != req.pod.namespace {
+        if verified.approval.pod.namespace != req.pod.namespace {
             return Err(GateRefusal::Namespace {
-                approved: approval.pod.namespace.clone(),
+                approved: verified.approval.pod.namespace.clone(),
                 runtime: req.pod.namespace.clone(),
             });
         }
+        let ephemeral = verified.approval.container(name).is_none();
+        let approval = if ephemeral {
+            Cow::Owned(ephemeral_approval(verifier, &verified.approval, name, req)?)
+        } else {
+            Cow::Borrowed(&verified.approval)
+        };
+        let approval = approval.as_ref();
         let approved = approval
             .container(name)
-            .ok_or_else(|| GateRefusal::NotApproved(name.to_owned()))?;
+            .ok_or_else(|| GateRefusal::Ephemeral {
+                name: name.to_owned(),
+                reasons: "it is missing from the approval it was added to".to_owned(),
+            })?;
         if self.windows {
             let value = req
                 .annotation(annotations::WINDOWS_HOST_PROCESS)
@@ -263,6 +287,7 @@ impl Gate {
         Ok(Admission::Container(Box::new(Admitted {
             policy: approval.policy.clone(),
             name: name.to_owned(),
+            ephemeral,
             args: req.args.clone(),
             env: req.env.clone(),
             working_dir: approved.working_dir.clone().filter(|w| !w.is_empty()),
@@ -344,6 +369,72 @@ impl Gate {
         }
         Ok(volume_mounts)
     }
+}
+
+/// The approval extended with ephemeral container `name`, if the approving policy allows what
+/// the runtime is asked to run: its image, its argv (after the kubelet's `$(VAR)` expansion, and
+/// with the image's entrypoint resolved, so a policy's `[]` entrypoint command never matches
+/// here) and its account (the spec's user on Windows, else the pod's). The approving policy is
+/// the one to ask: [`Verifier::verify_value`] has just checked that it is loaded and still
+/// admits the pod.
+///
+/// The added container is what the gate then compares the spec with: this argv, this image, no
+/// variables, mounts or limits of its own (Kubernetes allows an ephemeral container neither
+/// resources nor ports; a volume mount would need an approval to say which volume it may see),
+/// and the pod's account unless the policy lists ephemeral accounts.
+fn ephemeral_approval(
+    verifier: &Verifier,
+    approval: &Approval,
+    name: &str,
+    req: &RuntimeRequest,
+) -> Result<Approval, GateRefusal> {
+    let refuse = |reasons: String| GateRefusal::Ephemeral {
+        name: name.to_owned(),
+        reasons,
+    };
+    let policy = verifier
+        .policies()
+        .get(&approval.policy)
+        .ok_or_else(|| refuse(format!("policy {:?} is not loaded", approval.policy)))?;
+    let image = req
+        .image
+        .as_deref()
+        .ok_or(GateRefusal::MissingAnnotation(annotations::IMAGE_NAME))?;
+    let pod_user = approval
+        .pod
+        .windows_options
+        .as_ref()
+        .and_then(|w| w.run_as_user_name.as_deref());
+    let findings = policy.check_ephemeral(&EphemeralRequest {
+        image,
+        argv: &req.args,
+        run_as_user_name: req.user_name.as_deref().or(pod_user),
+    });
+    if !findings.is_empty() {
+        let reasons: Vec<String> = findings
+            .iter()
+            .map(|f| format!("[{}] {}", f.rule, f.message))
+            .collect();
+        return Err(refuse(reasons.join("; ")));
+    }
+    let windows_options = req
+        .user_name
+        .as_ref()
+        .filter(|_| policy.ephemeral().lists_accounts())
+        .map(|user| WindowsSecurityContextOptions {
+            host_process: Some(true),
+            run_as_user_name: Some(user.clone()),
+            ..WindowsSecurityContextOptions::default()
+        });
+    let mut extended = approval.clone();
+    extended.pod.containers.push(ApprovedContainer {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        command: req.args.clone(),
+        windows_options,
+        ..ApprovedContainer::default()
+    });
+    Ok(extended)
 }
 
 /// Pseudo file systems the runtime mounts in every Linux container. A host process sees the

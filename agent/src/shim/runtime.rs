@@ -118,8 +118,13 @@ impl<M: JobManager + 'static> Runtime for NodeRuntime<M> {
         spec.validate()
             .map_err(|e| ServiceError::internal(what.clone(), e))?;
         let manager = self.manager()?;
+        let how = if admitted.ephemeral {
+            "allows it as an ephemeral container"
+        } else {
+            "approved it"
+        };
         log::info!(
-            "admitted {what}: policy {} approved it; limits {:?}",
+            "admitted {what}: policy {} {how}; limits {:?}",
             admitted.policy,
             admitted.limits
         );

@@ -297,6 +297,11 @@ impl CompiledPolicy {
         }
     }
 
+    /// The policy's ephemeral-container rule (`spec.allow.ephemeralContainers`).
+    pub fn ephemeral(&self) -> &EphemeralRule {
+        &self.ephemeral
+    }
+
     /// The node's question for one ephemeral container of a HostProcess pod this policy
     /// admitted: the findings that refuse it (none: allowed). Field paths start at
     /// `ephemeralContainer`.

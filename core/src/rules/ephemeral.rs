@@ -107,6 +107,12 @@ impl EphemeralRule {
         self.allowed.is_some()
     }
 
+    /// Whether the policy lists the accounts ephemeral containers may run as
+    /// (`HG-EPHEMERAL-04`). When it does not, an ephemeral container keeps the pod's account.
+    pub fn lists_accounts(&self) -> bool {
+        self.allowed.as_ref().is_some_and(|a| !a.users.is_empty())
+    }
+
     /// Appends a finding for every ephemeral container of `pod` the policy does not allow.
     pub fn check(&self, pod: &PodView<'_>, out: &mut Vec<Finding>) {
         for c in pod

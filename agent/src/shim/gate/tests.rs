@@ -519,3 +519,141 @@ fn image_references_compare_as_runtimes_normalise_them() {
         );
     }
 }
+
+/// POLICY with `kubectl debug` allowed: one debug image, a shell running one command or `ps`.
+fn ephemeral_policy(accounts: &str) -> String {
+    POLICY.replace(
+        "    volumes: {types: [configMap], hostPathPrefixes: ['/var/log']}\n",
+        &format!(
+            "    volumes: {{types: [configMap], hostPathPrefixes: ['/var/log']}}\n    ephemeralContainers:\n      images: ['registry.example/debug:*']\n      commands: [[sh, -c, '*'], [ps]]\n{accounts}"
+        ),
+    )
+}
+
+/// What containerd 1.6 is asked to run for `kubectl debug --image registry.example/debug:1
+/// -- sh -c 'ls /'` on POD: no volume mounts, only the runtime's variables.
+fn debug_request(approval: &str) -> RuntimeRequest {
+    let mut r = request(approval);
+    r.container_name = Some("debugger".to_owned());
+    r.image = Some("registry.example/debug:1".to_owned());
+    r.args = vec!["sh".into(), "-c".into(), "ls /".into()];
+    r.env.retain(|(k, _)| k != "LEVEL");
+    r.mounts
+        .retain(|m| m.destination != "/logs" && m.destination != "/conf");
+    for m in &mut r.mounts {
+        m.source = m
+            .source
+            .replace("/containers/main/", "/containers/debugger/");
+    }
+    r.resources = RuntimeResources::Linux(LinuxResources::default());
+    r
+}
+
+#[test]
+fn an_ephemeral_container_runs_only_as_the_approving_policy_allows() {
+    // Refused by a policy that allows none (the default), whatever it runs.
+    let f = fixture();
+    let text = refused(&f, &debug_request(&approval(&f, POD)));
+    assert!(text.contains("not in the approval"), "{text}");
+    assert!(text.contains("HG-EPHEMERAL-01"), "{text}");
+
+    let f = fixture_with(&ephemeral_policy(""), false);
+    let good = approval(&f, POD);
+    let a = admitted(&f, &debug_request(&good));
+    assert!(a.ephemeral);
+    assert_eq!(a.policy, "node-agent");
+    assert_eq!(a.name, "debugger");
+    assert_eq!(a.args, ["sh", "-c", "ls /"]);
+    assert!(a.mounts.is_empty(), "{:?}", a.mounts);
+    assert_eq!(a.limits, JobLimits::default());
+    let mut ps = debug_request(&good);
+    ps.args = vec!["ps".into()];
+    assert!(admitted(&f, &ps).ephemeral);
+    // The approved containers are unaffected.
+    assert!(!admitted(&f, &request(&good)).ephemeral);
+
+    type Edit = Box<dyn Fn(&mut RuntimeRequest)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "image",
+            Box::new(|r| r.image = Some("registry.example/agent:1.2".into())),
+            "HG-EPHEMERAL-02",
+        ),
+        (
+            "command",
+            Box::new(|r| r.args = vec!["sh".into(), "-c".into(), "ls".into(), "/".into()]),
+            "HG-EPHEMERAL-03",
+        ),
+        (
+            "the image's entrypoint, resolved by the runtime",
+            Box::new(|r| r.args = vec!["/bin/debug-shell".into()]),
+            "HG-EPHEMERAL-03",
+        ),
+        (
+            "a pod volume",
+            Box::new(|r| {
+                r.mounts
+                    .push(mount("/logs", "/var/log/agent", "bind", false))
+            }),
+            "mount \"/logs\"",
+        ),
+        (
+            "another container's termination log",
+            Box::new(|r| {
+                r.mounts.push(mount(
+                    "/dev/termination-log",
+                    &format!("/var/lib/kubelet/pods/{UID}/containers/main/1a2b"),
+                    "bind",
+                    false,
+                ));
+            }),
+            "mount \"/dev/termination-log\"",
+        ),
+        (
+            "an extra variable",
+            Box::new(|r| r.env.push(("LD_PRELOAD".into(), "/tmp/x.so".into()))),
+            "LD_PRELOAD",
+        ),
+        (
+            "no image annotation",
+            Box::new(|r| r.image = None),
+            "io.kubernetes.cri.image-name",
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let mut r = debug_request(&good);
+        edit(&mut r);
+        let text = refused(&f, &r);
+        assert!(text.contains(want), "{what}: {text:?} lacks {want:?}");
+    }
+}
+
+#[test]
+fn an_ephemeral_container_on_windows_keeps_the_pod_account_unless_accounts_are_listed() {
+    let windows_debug = |f: &Fixture, user: &str| {
+        let mut r = debug_request(&approval(f, POD));
+        r.mounts.clear();
+        r.user_name = Some(user.to_owned());
+        r.resources = RuntimeResources::Windows(OciWindowsResources::default());
+        r.annotations
+            .insert(annotations::WINDOWS_HOST_PROCESS.into(), "true".into());
+        r
+    };
+    let f = fixture_with(&ephemeral_policy(""), true);
+    admitted(&f, &windows_debug(&f, "NT AUTHORITY\\SYSTEM"));
+    let text = refused(&f, &windows_debug(&f, "NT AUTHORITY\\LOCAL SERVICE"));
+    assert!(text.contains("user: approved"), "{text}");
+
+    let f = fixture_with(
+        &ephemeral_policy("      runAsUserNames: ['NT AUTHORITY\\LOCAL SERVICE']\n"),
+        true,
+    );
+    let a = admitted(&f, &windows_debug(&f, "NT AUTHORITY\\LOCAL SERVICE"));
+    assert_eq!(a.user.as_deref(), Some("NT AUTHORITY\\LOCAL SERVICE"));
+    let text = refused(&f, &windows_debug(&f, "NT AUTHORITY\\SYSTEM"));
+    assert!(text.contains("HG-EPHEMERAL-04"), "{text}");
+    let mut r = windows_debug(&f, "NT AUTHORITY\\LOCAL SERVICE");
+    r.annotations
+        .insert(annotations::WINDOWS_HOST_PROCESS.into(), "false".into());
+    assert!(refused(&f, &r).contains("not a HostProcess container"));
+}
