@@ -182,7 +182,8 @@ impl std::fmt::Debug for Reviewer<'_> {
     }
 }
 
-/// What happened to a request, for logs and metrics.
+/// What happened to a request, for logs and metrics: the verdict on a review (`hostgate check`
+/// has [`crate::check::Verdict`] for objects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Allowed after judgement.

@@ -1596,8 +1596,8 @@ fn rendered_policies_load_and_hostgate_check_admits_the_chart() {
                 .find(|r| r.kind == "DaemonSet" && r.name == "hg-hostgate-agent")
                 .expect("the agent DaemonSet is judged");
             assert_eq!(
-                agent.outcome,
-                hostgate::check::Outcome::Allowed,
+                agent.verdict,
+                hostgate::check::Verdict::Allowed,
                 "{args:?}: {:#?}",
                 agent.decision
             );
@@ -1692,8 +1692,8 @@ fn the_agent_policy_admits_only_the_agent() {
         let report = check_rendered(&manifest, load_policy_files(&policies), None);
         assert_eq!(report.results.len(), 1);
         assert_eq!(
-            report.results[0].outcome,
-            hostgate::check::Outcome::Denied,
+            report.results[0].verdict,
+            hostgate::check::Verdict::Denied,
             "{what} must be refused"
         );
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use hostgate::check::cluster::{self, ClusterOptions};
 use hostgate::check::output::{self, Format, OutputOptions};
-use hostgate::check::{CheckOptions, FailOn, Outcome, Status};
+use hostgate::check::{CheckOptions, FailOn, Status, Verdict};
 use hostgate::policy::PolicySet;
 use http::{Request, Response, StatusCode};
 use kube::Client;
@@ -183,17 +183,17 @@ async fn judges_workloads_and_standalone_pods_page_by_page() {
     let report = cluster::check_cluster(&client, opts, &cluster_opts)
         .await
         .expect("report");
-    let got: Vec<(&str, &str, Outcome)> = report
+    let got: Vec<(&str, &str, Verdict)> = report
         .results
         .iter()
-        .map(|r| (r.kind, r.name.as_str(), r.outcome))
+        .map(|r| (r.kind, r.name.as_str(), r.verdict))
         .collect();
     assert_eq!(
         got,
         [
-            ("DaemonSet", "csi-proxy", Outcome::Denied),
-            ("Pod", "agent", Outcome::Allowed),
-            ("Pod", "web", Outcome::Allowed),
+            ("DaemonSet", "csi-proxy", Verdict::Denied),
+            ("Pod", "agent", Verdict::Allowed),
+            ("Pod", "web", Verdict::Allowed),
         ]
     );
     assert_eq!(report.results[0].decision.denials[0].rule, "HG-MATCH-01");
@@ -283,7 +283,7 @@ async fn owned_pods_on_request_and_one_namespace() {
             "csi-proxy-4"
         ]
     );
-    assert!(report.results.iter().all(|r| r.outcome == Outcome::Denied));
+    assert!(report.results.iter().all(|r| r.verdict == Verdict::Denied));
     assert!(report.skipped.is_empty());
     let seen = seen.lock().expect("lock").clone();
     assert!(

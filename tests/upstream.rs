@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use hostgate::check::suggest::{SuggestOptions, compile, suggest};
-use hostgate::check::{self, CheckOptions, Input, Outcome, Report};
+use hostgate::check::{self, CheckOptions, Input, Report, Verdict};
 use hostgate::policy::load::load_paths;
 use hostgate::policy::{Mode, PolicySet, Profile};
 
@@ -34,12 +34,12 @@ fn run_text(text: &str, set: PolicySet) -> Report {
 }
 
 /// (file, judged objects, outcome under the shipped policies as published)
-const MANIFESTS: [(&str, usize, Outcome); 5] = [
-    ("calico-node.yaml", 1, Outcome::Allowed),
-    ("csi-proxy.yaml", 1, Outcome::Denied),
-    ("flannel.yaml", 1, Outcome::Allowed),
-    ("kube-proxy.yaml", 1, Outcome::Allowed),
-    ("windows-exporter.yaml", 1, Outcome::Denied),
+const MANIFESTS: [(&str, usize, Verdict); 5] = [
+    ("calico-node.yaml", 1, Verdict::Allowed),
+    ("csi-proxy.yaml", 1, Verdict::Denied),
+    ("flannel.yaml", 1, Verdict::Allowed),
+    ("kube-proxy.yaml", 1, Verdict::Allowed),
+    ("windows-exporter.yaml", 1, Verdict::Denied),
 ];
 
 fn read(name: &str) -> String {
@@ -72,8 +72,8 @@ fn the_shipped_examples_admit_them_or_their_readme_says_what_to_change() {
         let report = run_text(&read(file), shipped());
         assert_eq!(report.results.len(), objects, "{file}");
         for r in &report.results {
-            assert_eq!(r.outcome, want, "{file}: {:?}", r.decision.denials);
-            if want == Outcome::Denied {
+            assert_eq!(r.verdict, want, "{file}: {:?}", r.decision.denials);
+            if want == Verdict::Denied {
                 let rules: Vec<&str> = r.decision.denials.iter().map(|f| f.rule).collect();
                 assert_eq!(rules, ["HG-MATCH-01"], "{file}");
             }
@@ -89,8 +89,8 @@ fn the_shipped_examples_admit_them_or_their_readme_says_what_to_change() {
         .replace(":v1.1.3", &format!("@{digest}"));
     let r = run_text(&csi, shipped());
     assert_eq!(
-        r.results[0].outcome,
-        Outcome::Allowed,
+        r.results[0].verdict,
+        Verdict::Allowed,
         "{:?}",
         r.results[0].decision
     );
@@ -114,8 +114,8 @@ fn the_shipped_examples_admit_them_or_their_readme_says_what_to_change() {
     );
     let r = run_text(&exporter, shipped());
     assert_eq!(
-        r.results[0].outcome,
-        Outcome::Allowed,
+        r.results[0].verdict,
+        Verdict::Allowed,
         "{:?}",
         r.results[0].decision
     );
@@ -163,8 +163,8 @@ fn suggest_admits_each_manifest_and_nothing_else() {
         let r = run_text(&text, set.clone());
         for o in &r.results {
             assert_eq!(
-                o.outcome,
-                Outcome::Allowed,
+                o.verdict,
+                Verdict::Allowed,
                 "{file}: {:?}\n{}",
                 o.decision,
                 s.yaml
@@ -173,6 +173,6 @@ fn suggest_admits_each_manifest_and_nothing_else() {
         // The same object in another namespace is not admitted.
         let elsewhere = text.replacen("  namespace: ", "  namespace: x", 1);
         let r = run_text(&elsewhere, set);
-        assert_eq!(r.results[0].outcome, Outcome::Denied, "{file}");
+        assert_eq!(r.results[0].verdict, Verdict::Denied, "{file}");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`check`] reads files, directories and standard input ([`input`]), splits them into
 //!   documents and `List` items, judges every Pod and workload with
-//!   [`engine::evaluate`](crate::engine::evaluate), and returns a [`Report`]; [`output`] writes
+//!   [`engine::evaluate`], and returns a [`Report`]; [`output`] writes
 //!   it as text, JSON, JUnit XML or SARIF.
 //! - [`suite`] runs co-located policy test cases (`hostgate-test.yaml`).
 //!
@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use input::{DEFAULT_MAX_FILE_SIZE, Input};
 pub use namespaces::NamespaceLabels;
 pub use report::{
-    FailOn, InputError, ObjectResult, Outcome, Report, Skipped, SourceRef, Status, Summary,
+    FailOn, InputError, ObjectResult, Report, Skipped, SourceRef, Status, Summary, Verdict,
 };
 
 use crate::engine::{self, EvalContext};
@@ -339,7 +339,7 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
         kind: w.kind().name(),
         namespace: namespace.to_owned(),
         name: w.name().to_owned(),
-        outcome: Outcome::of(&decision),
+        verdict: Verdict::of(&decision),
         decision,
         defaulted,
         locations: std::collections::BTreeMap::new(),
@@ -428,7 +428,7 @@ spec:
         let pod = hp_pod("a", Some("agents"), "registry.example/x")
             .replace("      runAsUserName: NT AUTHORITY\\Local service\n", "");
         let r = run(&pod, &o);
-        assert_eq!(r.results[0].outcome, Outcome::Allowed, "{:?}", r.results[0]);
+        assert_eq!(r.results[0].verdict, Verdict::Allowed, "{:?}", r.results[0]);
         let paths: Vec<_> = r.results[0]
             .defaulted
             .iter()
@@ -443,7 +443,7 @@ spec:
         );
         o.apply_defaults = false;
         let r = run(&pod, &o);
-        assert_eq!(r.results[0].outcome, Outcome::Denied);
+        assert_eq!(r.results[0].verdict, Verdict::Denied);
         assert_eq!(r.results[0].decision.denials[0].rule, "HG-USER-01");
         assert!(r.results[0].defaulted.is_empty());
     }
@@ -468,7 +468,7 @@ spec:
                 (
                     x.name.as_str(),
                     x.namespace.as_str(),
-                    x.outcome,
+                    x.verdict,
                     x.source.document,
                 )
             })
@@ -476,8 +476,8 @@ spec:
         assert_eq!(
             got,
             [
-                ("a", "agents", Outcome::Allowed, 1),
-                ("b", "other", Outcome::Denied, 2)
+                ("a", "agents", Verdict::Allowed, 1),
+                ("b", "other", Verdict::Denied, 2)
             ]
         );
         assert_eq!(r.results[0].decision.policy.as_deref(), Some("agents"));
@@ -503,7 +503,7 @@ spec:
             r.results[0].source.to_string(),
             "in.yaml, document 2, item 1"
         );
-        assert_eq!(r.results[0].outcome, Outcome::Allowed);
+        assert_eq!(r.results[0].verdict, Verdict::Allowed);
         let skipped: Vec<_> = r
             .skipped
             .iter()
@@ -536,10 +536,10 @@ spec:
         o.namespace_labels
             .insert("default", "hostgate.io/agents", "allowed");
         let text = hp_pod("a", None, "registry.example/x");
-        assert_eq!(run(&text, &o).results[0].outcome, Outcome::Allowed);
+        assert_eq!(run(&text, &o).results[0].verdict, Verdict::Allowed);
         o.structural.allow_privileged = false;
         let r = run(&text, &o);
-        assert_eq!(r.results[0].outcome, Outcome::Denied);
+        assert_eq!(r.results[0].verdict, Verdict::Denied);
         assert!(
             r.results[0]
                 .decision
@@ -661,6 +661,6 @@ spec:
         }
         let r = run(&text, &o);
         assert_eq!(r.errors, []);
-        assert_eq!(r.results[0].outcome, Outcome::Allowed);
+        assert_eq!(r.results[0].verdict, Verdict::Allowed);
     }
 }

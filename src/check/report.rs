@@ -39,10 +39,11 @@ impl fmt::Display for SourceRef {
     }
 }
 
-/// The verdict on one object, in one word.
+/// The verdict on one object, in one word. The webhook's [`crate::admission::Verdict`] has the
+/// same meaning for a review (it counts audits as `allowed` and adds `skipped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum Verdict {
     /// Allowed, with no warnings and no audit findings.
     Allowed,
     /// Allowed, with at least one audit finding and no warnings.
@@ -53,27 +54,27 @@ pub enum Outcome {
     Denied,
 }
 
-impl Outcome {
-    /// The outcome of a decision.
-    pub fn of(d: &Decision) -> Outcome {
+impl Verdict {
+    /// The verdict on a decision.
+    pub fn of(d: &Decision) -> Verdict {
         if !d.allowed {
-            Outcome::Denied
+            Verdict::Denied
         } else if !d.warnings.is_empty() {
-            Outcome::Warned
+            Verdict::Warned
         } else if !d.audits.is_empty() {
-            Outcome::Audited
+            Verdict::Audited
         } else {
-            Outcome::Allowed
+            Verdict::Allowed
         }
     }
 
     /// `allowed`, `audited`, `warned` or `denied`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Audited => "audited",
-            Outcome::Warned => "warned",
-            Outcome::Denied => "denied",
+            Verdict::Allowed => "allowed",
+            Verdict::Audited => "audited",
+            Verdict::Warned => "warned",
+            Verdict::Denied => "denied",
         }
     }
 }
@@ -91,12 +92,12 @@ pub enum FailOn {
 }
 
 impl FailOn {
-    /// Whether an object with `outcome` fails the run.
-    pub fn fails(self, outcome: Outcome) -> bool {
+    /// Whether an object with `verdict` fails the run.
+    pub fn fails(self, verdict: Verdict) -> bool {
         match self {
-            FailOn::Deny => outcome == Outcome::Denied,
-            FailOn::Warn => outcome >= Outcome::Warned,
-            FailOn::Audit => outcome >= Outcome::Audited,
+            FailOn::Deny => verdict == Verdict::Denied,
+            FailOn::Warn => verdict >= Verdict::Warned,
+            FailOn::Audit => verdict >= Verdict::Audited,
         }
     }
 }
@@ -137,8 +138,9 @@ pub struct ObjectResult {
     pub namespace: String,
     /// `metadata.name` (or `generateName`); empty if neither is set.
     pub name: String,
-    /// The verdict in one word.
-    pub outcome: Outcome,
+    /// The verdict in one word (the JSON key is `outcome`, as it always was).
+    #[serde(rename = "outcome")]
+    pub verdict: Verdict,
     /// The engine's decision.
     pub decision: Decision,
     /// What hostgate's mutating webhook would fill in before judging (see `crate::defaults`).
@@ -275,11 +277,11 @@ impl Report {
             ..Summary::default()
         };
         for r in &self.results {
-            match r.outcome {
-                Outcome::Allowed => s.allowed += 1,
-                Outcome::Audited => s.audited += 1,
-                Outcome::Warned => s.warned += 1,
-                Outcome::Denied => s.denied += 1,
+            match r.verdict {
+                Verdict::Allowed => s.allowed += 1,
+                Verdict::Audited => s.audited += 1,
+                Verdict::Warned => s.warned += 1,
+                Verdict::Denied => s.denied += 1,
             }
         }
         s
@@ -289,7 +291,7 @@ impl Report {
     pub fn status(&self, fail_on: FailOn) -> Status {
         if !self.errors.is_empty() {
             Status::BadInput
-        } else if self.results.iter().any(|r| fail_on.fails(r.outcome)) {
+        } else if self.results.iter().any(|r| fail_on.fails(r.verdict)) {
             Status::Failed
         } else {
             Status::Passed
@@ -301,7 +303,7 @@ impl Report {
 mod tests {
     use super::*;
 
-    fn result(outcome: Outcome) -> ObjectResult {
+    fn result(outcome: Verdict) -> ObjectResult {
         ObjectResult {
             defaulted: Vec::new(),
             locations: BTreeMap::new(),
@@ -315,7 +317,7 @@ mod tests {
             kind: "Pod",
             namespace: "default".into(),
             name: "p".into(),
-            outcome,
+            verdict: outcome,
             decision: Decision::default(),
         }
     }
@@ -324,13 +326,13 @@ mod tests {
     fn status_orders_bad_input_over_failures() {
         let mut r = Report::default();
         assert_eq!(r.status(FailOn::Deny), Status::Passed);
-        r.results.push(result(Outcome::Warned));
+        r.results.push(result(Verdict::Warned));
         assert_eq!(r.status(FailOn::Deny), Status::Passed);
         assert_eq!(r.status(FailOn::Warn), Status::Failed);
-        r.results.push(result(Outcome::Audited));
-        assert!(FailOn::Audit.fails(Outcome::Audited));
-        assert!(!FailOn::Warn.fails(Outcome::Audited));
-        r.results.push(result(Outcome::Denied));
+        r.results.push(result(Verdict::Audited));
+        assert!(FailOn::Audit.fails(Verdict::Audited));
+        assert!(!FailOn::Warn.fails(Verdict::Audited));
+        r.results.push(result(Verdict::Denied));
         assert_eq!(r.status(FailOn::Deny), Status::Failed);
         r.errors
             .push(InputError::file(Arc::from("x.yaml"), "unreadable"));

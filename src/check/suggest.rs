@@ -367,7 +367,7 @@ pub fn compile(yaml: &str) -> Result<PolicySet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::report::{Outcome, Report};
+    use crate::check::report::{Report, Verdict};
     use crate::check::{CheckOptions, check_bytes};
     use std::sync::Arc;
 
@@ -407,7 +407,7 @@ mod tests {
         objects
     }
 
-    fn outcomes(text: &str, set: PolicySet) -> Vec<(String, Outcome, Vec<&'static str>)> {
+    fn outcomes(text: &str, set: PolicySet) -> Vec<(String, Verdict, Vec<&'static str>)> {
         let mut report = Report::default();
         check_bytes(
             &mut report,
@@ -421,7 +421,7 @@ mod tests {
             .into_iter()
             .map(|r| {
                 let rules = r.decision.findings().map(|f| f.rule).collect();
-                (r.name, r.outcome, rules)
+                (r.name, r.verdict, rules)
             })
             .collect()
     }
@@ -455,7 +455,7 @@ mod tests {
             if name == "refused" {
                 continue;
             }
-            assert_eq!(outcome, Outcome::Allowed, "{name}: {rules:?}\n{}", s.yaml);
+            assert_eq!(outcome, Verdict::Allowed, "{name}: {rules:?}\n{}", s.yaml);
         }
 
         // Each pinned field, changed in one object: (object, from, to, rule that catches it).
@@ -484,7 +484,7 @@ mod tests {
             let got = outcomes(&changed, set());
             assert_eq!(
                 got[0].1,
-                Outcome::Denied,
+                Verdict::Denied,
                 "{object}: {from} -> {to}: {got:?}"
             );
             assert!(got[0].2.contains(rule), "{object}: {from} -> {to}: {got:?}");

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::output::xml::escape;
-use super::report::{ObjectResult, Outcome, Report, SourceRef};
+use super::report::{ObjectResult, Report, SourceRef, Verdict};
 use super::{CheckOptions, NamespaceLabels, check_bytes, input, load_policies};
 use crate::decision::{Decision, Finding};
 use crate::manifest;
@@ -140,11 +140,11 @@ impl Expect {
 
     /// The verdict a decision shows (warnings take precedence over audit findings).
     pub fn of(d: &Decision) -> Expect {
-        match Outcome::of(d) {
-            Outcome::Allowed => Expect::Allow,
-            Outcome::Audited => Expect::Audit,
-            Outcome::Warned => Expect::Warn,
-            Outcome::Denied => Expect::Deny,
+        match Verdict::of(d) {
+            Verdict::Allowed => Expect::Allow,
+            Verdict::Audited => Expect::Audit,
+            Verdict::Warned => Expect::Warn,
+            Verdict::Denied => Expect::Deny,
         }
     }
 
@@ -414,12 +414,12 @@ fn compare(expected: &ExpectedResult, r: &ObjectResult) -> CaseResult {
             source: r.source.clone(),
         },
         passed: reasons.is_empty(),
-        expected: Verdict {
+        expected: Judgement {
             result: expected.result,
             policy: expected.policy.clone(),
             rules: expected.rules.clone(),
         },
-        actual: Verdict {
+        actual: Judgement {
             result: actual,
             policy: d.policy.as_deref().map(str::to_owned),
             rules: rules_of(actual.findings(d)),
@@ -442,9 +442,10 @@ pub struct ObjectRef {
     pub source: SourceRef,
 }
 
-/// A verdict with its admitting policy and rule ids.
+/// What a test case expects of an object, or what the engine decided: the result with its
+/// admitting policy and rule ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verdict {
+pub struct Judgement {
     /// allow, warn, audit or deny.
     pub result: Expect,
     /// The admitting policy (expected: as written).
@@ -454,7 +455,7 @@ pub struct Verdict {
     pub rules: Vec<String>,
 }
 
-impl std::fmt::Display for Verdict {
+impl std::fmt::Display for Judgement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.result.as_str())?;
         if let Some(p) = &self.policy {
@@ -475,9 +476,9 @@ pub struct CaseResult {
     /// Whether the expectation holds.
     pub passed: bool,
     /// What the suite expects.
-    pub expected: Verdict,
+    pub expected: Judgement,
     /// What the engine decided.
-    pub actual: Verdict,
+    pub actual: Judgement,
     /// Why the case failed (empty when it passed).
     pub reasons: Vec<String>,
     /// The full decision.

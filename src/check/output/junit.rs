@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 use super::xml::escape;
-use crate::check::report::{FailOn, InputError, ObjectResult, Outcome, Report};
+use crate::check::report::{FailOn, InputError, ObjectResult, Report, Verdict};
 use crate::decision::Finding;
 
 struct Group<'a> {
@@ -51,10 +51,10 @@ fn groups(report: &Report) -> Vec<Group<'_>> {
 fn failing(r: &ObjectResult, fail_on: FailOn) -> Vec<(&'static str, &Finding)> {
     let d = &r.decision;
     let mut out: Vec<(&'static str, &Finding)> = d.denials.iter().map(|f| ("deny", f)).collect();
-    if fail_on.fails(Outcome::Warned) {
+    if fail_on.fails(Verdict::Warned) {
         out.extend(d.warnings.iter().map(|f| ("warn", f)));
     }
-    if fail_on.fails(Outcome::Audited) {
+    if fail_on.fails(Verdict::Audited) {
         out.extend(d.audits.iter().map(|f| ("audit", f)));
     }
     out
@@ -66,7 +66,7 @@ pub fn write(w: &mut dyn Write, report: &Report, fail_on: FailOn) -> io::Result<
     let failures = |g: &Group<'_>| {
         g.results
             .iter()
-            .filter(|r| fail_on.fails(r.outcome))
+            .filter(|r| fail_on.fails(r.verdict))
             .count()
     };
     let total_failures: usize = groups.iter().map(failures).sum();
@@ -107,7 +107,7 @@ pub fn write(w: &mut dyn Write, report: &Report, fail_on: FailOn) -> io::Result<
             if let Some(line) = line {
                 write!(w, r#" line="{line}""#)?;
             }
-            if fail_on.fails(r.outcome) {
+            if fail_on.fails(r.verdict) {
                 let mut ids: Vec<&str> = findings.iter().map(|(_, f)| f.rule).collect();
                 ids.dedup();
                 let message = findings
@@ -129,7 +129,7 @@ pub fn write(w: &mut dyn Write, report: &Report, fail_on: FailOn) -> io::Result<
                     r#"      <failure message="{}" type="{}">{}</failure>"#,
                     escape(&message),
                     escape(&ids.join(" ")),
-                    escape(&format!("{} ({})\n{body}", r.outcome.as_str(), r.source))
+                    escape(&format!("{} ({})\n{body}", r.verdict.as_str(), r.source))
                 )?;
                 writeln!(w, "    </testcase>")?;
             } else {

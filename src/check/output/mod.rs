@@ -100,7 +100,7 @@ pub(crate) mod fixtures {
             kind: "DaemonSet",
             namespace: "kube-system".into(),
             name: name.into(),
-            outcome: Outcome::of(&decision),
+            verdict: Verdict::of(&decision),
             decision,
         }
     }

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 
 use super::OutputOptions;
-use crate::check::report::{Outcome, Report};
+use crate::check::report::{Report, Verdict};
 
 const RED: &str = "\x1b[1;31m";
 const GREEN: &str = "\x1b[32m";
@@ -40,7 +40,7 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
 pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Result<()> {
     let p = Paint { on: opts.color };
     for r in &report.results {
-        if opts.quiet && r.outcome == Outcome::Allowed {
+        if opts.quiet && r.verdict == Verdict::Allowed {
             continue;
         }
         let name = if r.name.is_empty() {
@@ -50,15 +50,15 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
         };
         write!(w, "{} {}/{} ({}): ", r.kind, r.namespace, name, r.source)?;
         let d = &r.decision;
-        let (color, verdict) = match r.outcome {
-            Outcome::Denied => (RED, "DENIED"),
-            Outcome::Allowed => (GREEN, "ALLOWED"),
-            Outcome::Warned => (YELLOW, "ALLOWED with warnings"),
-            Outcome::Audited => (CYAN, "ALLOWED with audit findings"),
+        let (color, verdict) = match r.verdict {
+            Verdict::Denied => (RED, "DENIED"),
+            Verdict::Allowed => (GREEN, "ALLOWED"),
+            Verdict::Warned => (YELLOW, "ALLOWED with warnings"),
+            Verdict::Audited => (CYAN, "ALLOWED with audit findings"),
         };
         write!(w, "{}{verdict}{}", p.start(color), p.end())?;
-        match (&d.policy, r.outcome) {
-            (_, Outcome::Denied) => writeln!(w)?,
+        match (&d.policy, r.verdict) {
+            (_, Verdict::Denied) => writeln!(w)?,
             (Some(policy), _) => writeln!(w, " by policy {policy}")?,
             (None, _) if !d.host_process => writeln!(w, " (not a HostProcess pod)")?,
             (None, _) => writeln!(w)?,
@@ -72,7 +72,7 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 writeln!(w, "  {}{label}{} {f}", p.start(color), p.end())?;
             }
         }
-        if r.outcome != Outcome::Allowed || !opts.quiet {
+        if r.verdict != Verdict::Allowed || !opts.quiet {
             for c in &r.defaulted {
                 writeln!(
                     w,
