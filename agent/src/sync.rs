@@ -30,7 +30,9 @@
 //! directory symlink cannot be renamed over another, so the old link is removed and the new one
 //! created, as the kubelet does for `..data` there: a reader that finds `DEST/current` missing
 //! retries. A reader that needs trust keys and policies of one version resolves `DEST/current`
-//! once (`canonicalize`) and reads below the result.
+//! once (`canonicalize`) and reads below the result. A retired version is renamed away before
+//! anything in it is deleted, so such a read gets all of one version or an error, never part of
+//! one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -501,6 +503,12 @@ fn remove_link(link: &Path) -> io::Result<()> {
 }
 
 /// Removes every version but `current` and `previous`, and leftover staging directories.
+///
+/// A version is first renamed out of the way (`.trash-<version>`), then deleted: a reader that
+/// resolved `current` to it before and reads below that path either reads all of it (nothing is
+/// deleted while the path resolves) or fails to open something and retries; it never gets a
+/// set with files missing. A version that cannot be renamed (on Windows, while a reader has it
+/// open) is left for the next pass.
 fn prune(versions: &Path, current: &str, previous: Option<&str>) {
     let Ok(entries) = fs::read_dir(versions) else {
         return;
@@ -511,11 +519,25 @@ fn prune(versions: &Path, current: &str, previous: Option<&str>) {
         if name == current || Some(name.as_ref()) == previous {
             continue;
         }
-        if let Err(e) = fs::remove_dir_all(entry.path()) {
-            tracing::debug!(path = %entry.path().display(), error = %e, "cannot remove an old version");
+        let doomed = if name.starts_with('.') {
+            // Staging or trash left by an interrupted pass: no reader resolves to it.
+            entry.path()
+        } else {
+            let trash = versions.join(format!("{TRASH_PREFIX}{name}"));
+            if let Err(e) = fs::rename(entry.path(), &trash) {
+                tracing::debug!(path = %entry.path().display(), error = %e, "cannot retire an old version yet");
+                continue;
+            }
+            trash
+        };
+        if let Err(e) = fs::remove_dir_all(&doomed) {
+            tracing::debug!(path = %doomed.display(), error = %e, "cannot remove an old version");
         }
     }
 }
+
+/// Where a version goes while it is deleted.
+const TRASH_PREFIX: &str = ".trash-";
 
 /// Only the agent's own account (and administrators) may change what the node trusts.
 #[cfg(unix)]

@@ -5,7 +5,9 @@
 //! `/var/lib/hostgate` (`C:\ProgramData\hostgate` on Windows). Below it, `sync` maintains
 //! `current -> .versions/<version>` with `trust/` and `policies/` inside; a directory laid out
 //! by hand (plain `trust/` and `policies/`) works too. The shim resolves `current` **once** per
-//! process and reads both below the result, so a sync in the middle never mixes versions.
+//! load and reads both below the result, so a sync in the middle never mixes versions (and if
+//! two syncs retire the resolved version while it is read, the read fails and the load starts
+//! over from the new `current`).
 //!
 //! Nothing here is optional for a container to run: a missing, empty or unreadable trust
 //! directory, or policies that do not load, refuse every container (fail closed).
@@ -183,7 +185,27 @@ impl NodeDir {
 
     /// Loads the trusted keys and the policies of one version.
     pub fn verifier(&self) -> Result<Verifier, NodeError> {
-        let base = self.resolve()?;
+        self.verifier_from(self.resolve()?)
+    }
+
+    /// Loads the version at `base`. If that fails because `current` has moved on meanwhile
+    /// (two syncs retired `base` while it was read: it is renamed away before anything in it
+    /// is deleted, so the read fails rather than seeing part of it), loads the new version.
+    fn verifier_from(&self, mut base: PathBuf) -> Result<Verifier, NodeError> {
+        const ATTEMPTS: usize = 3;
+        for _ in 1..ATTEMPTS {
+            match self.verifier_at(&base) {
+                Ok(v) => return Ok(v),
+                Err(e) => match self.resolve() {
+                    Ok(now) if now != base => base = now,
+                    _ => return Err(e),
+                },
+            }
+        }
+        self.verifier_at(&base)
+    }
+
+    fn verifier_at(&self, base: &Path) -> Result<Verifier, NodeError> {
         let trust = base.join(TRUST);
         if !trust.is_dir() {
             return Err(NodeError::NoTrust {
@@ -197,7 +219,10 @@ impl NodeDir {
         } else {
             Vec::new()
         };
-        Verifier::load(&trust, &paths).map_err(|source| NodeError::Load { root: base, source })
+        Verifier::load(&trust, &paths).map_err(|source| NodeError::Load {
+            root: base.to_owned(),
+            source,
+        })
     }
 
     /// Reads `<dir>/shim.yaml`; defaults when it does not exist.
@@ -271,6 +296,26 @@ mod tests {
         fs::create_dir(plain.path().join(POLICIES)).expect("mkdir");
         fs::write(plain.path().join(POLICIES).join("bad.yaml"), "kind: Nope\n").expect("write");
         assert!(matches!(node.verifier(), Err(NodeError::Load { .. })));
+    }
+
+    #[test]
+    fn a_version_retired_while_being_read_gives_way_to_the_current_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = NodeDir::new(dir.path());
+        let v1 = version(dir.path(), "v1");
+        std::os::unix::fs::symlink(".versions/v1", dir.path().join(CURRENT)).expect("link");
+        let stale = node.resolve().expect("resolves");
+        // Two syncs later: v2 is current and v1 has been renamed away and deleted.
+        version(dir.path(), "v2");
+        fs::remove_file(dir.path().join(CURRENT)).expect("unlink");
+        std::os::unix::fs::symlink(".versions/v2", dir.path().join(CURRENT)).expect("link");
+        fs::remove_dir_all(&v1).expect("prune");
+        let verifier = node.verifier_from(stale.clone()).expect("loads v2");
+        assert_eq!(verifier.policies().len(), 1);
+
+        // Nothing to move on to: the failure is the answer.
+        fs::remove_dir_all(dir.path().join(".versions/v2")).expect("remove");
+        assert!(node.verifier_from(stale).is_err());
     }
 
     #[test]
