@@ -63,21 +63,7 @@ pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     ))
 }
 
-/// An error and its causes, each printed once: `outer: cause: root cause`.
-#[derive(Debug, Clone, Copy)]
-pub struct Chain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
+pub use hostgate_core::chain::Chain;
 
 /// A warning that can repeat at the rate of an attacker's requests (a refused connection, a
 /// failed accept): logged at most once per `interval` per kind, with the number of repeats left
@@ -139,15 +125,6 @@ mod tests {
         assert_eq!(cut("short", 10), "short");
         let long = "é".repeat(10); // 20 bytes
         assert_eq!(cut(&long, 5), "éé… (16 more bytes)");
-    }
-
-    #[test]
-    fn chain_prints_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let e = Outer(std::io::Error::other("inner"));
-        assert_eq!(Chain(&e).to_string(), "outer: inner");
     }
 
     #[test]

@@ -253,7 +253,7 @@ impl SyncArgs {
                     0
                 }
                 Err(err) => {
-                    eprintln!("hostgate-agent: {}", crate::sync::error_chain(&err));
+                    eprintln!("hostgate-agent: {}", hostgate_core::chain::Chain(&err));
                     if err.is_invalid_input() { 4 } else { 3 }
                 }
             };

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use hostgate_agent::cli::{Cli, Command};
-use hostgate_agent::pod::DisplayChain;
 use hostgate_agent::pod::outcome::{EXIT_AGENT_ERROR, EXIT_USAGE};
 use hostgate_agent::stop::{StopReason, StopToken};
+use hostgate_core::chain::Chain;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 ExitCode::from(outcome.exit_code())
             }
             Err(err) => {
-                eprintln!("hostgate-agent: {}", DisplayChain(&err));
+                eprintln!("hostgate-agent: {}", Chain(&err));
                 ExitCode::from(err.exit_code())
             }
         },
@@ -57,7 +57,7 @@ fn report(
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("hostgate-agent: {}", DisplayChain(&err));
+            eprintln!("hostgate-agent: {}", Chain(&err));
             ExitCode::from(EXIT_AGENT_ERROR)
         }
     }

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostgate_core::approval::{KeyError, TrustStore};
+use hostgate_core::chain::Chain;
 use hostgate_core::policy::load::{PolicyErrors, load_paths};
 use sha2::{Digest as _, Sha256};
 
@@ -322,7 +323,7 @@ impl Syncer {
                 Ok(outcome)
             }
             Err(err) => {
-                let text = error_chain(&err);
+                let text = Chain(&err).to_string();
                 if self.last_problem.as_deref() != Some(text.as_str()) {
                     match self.installed_version() {
                         Some(v) => tracing::warn!(
@@ -337,18 +338,6 @@ impl Syncer {
             }
         }
     }
-}
-
-/// `error: cause: cause…`, with every policy error on its own line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The version `DEST/current` points at.

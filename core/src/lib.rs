@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approval;
+pub mod chain;
 pub mod decision;
 pub mod defaults;
 pub mod engine;

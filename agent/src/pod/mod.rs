@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use hostgate_core::chain::Chain;
 use hostgate_core::pod::{ContainerKind, ContainerRef, PodView, SpecPath};
 
 use crate::container::{
@@ -489,7 +490,7 @@ where
         };
         let fatal: Mutex<Option<RunError>> = Mutex::new(None);
         let fail = |e: RunError| {
-            tracing::error!(pod = %pod.identity.name, error = %DisplayChain(&e), "stopping the pod");
+            tracing::error!(pod = %pod.identity.name, error = %Chain(&e), "stopping the pod");
             fatal
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -593,7 +594,7 @@ where
                     }
                 }
                 Err(e) if e.is_start_failure() => {
-                    tracing::warn!(pod = %pod.identity.name, error = %DisplayChain(&e), "{kind} {:?} could not start", c.name);
+                    tracing::warn!(pod = %pod.identity.name, error = %Chain(&e), "{kind} {:?} could not start", c.name);
                     RunSummary {
                         exit_code: 128,
                         reason: "StartError",
@@ -716,21 +717,5 @@ mod tests {
             .collect();
         dead.sort();
         assert_eq!(dead, ["ns_p.o.d_c.7fffffff-2.3", "ns_pod_c.7fffffff-0.0"]);
-    }
-}
-
-/// Displays an error with its chain of causes: `a: b: c`.
-#[derive(Debug, Clone, Copy)]
-pub struct DisplayChain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
     }
 }

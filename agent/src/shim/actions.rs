@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use containerd_shim::publisher::RemotePublisher;
+use hostgate_core::chain::Chain;
+
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, Shim, StartOpts};
 
 use super::gate::{Gate, GateRefusal};
@@ -19,7 +21,6 @@ use super::service::Service;
 use super::task::{Activity, RemoteEvents, TaskService};
 use super::{RUNTIME_ID, rootfs};
 use crate::job::{JobManager, JobName, PlatformJobManager, host_logical_processors};
-use crate::sync::error_chain;
 
 /// How long no request may be in progress before the shim exits after its last task.
 const QUIET_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -84,7 +85,7 @@ fn job_manager(
 /// Refuses a container in the `start` action: one line on stderr (containerd puts it in the
 /// container's `StartError` message), exit status 1.
 fn refuse(what: &str, refusal: &GateRefusal) -> ! {
-    eprintln!("hostgate refused {what}: {}", error_chain(refusal));
+    eprintln!("hostgate refused {what}: {}", Chain(refusal));
     std::process::exit(1)
 }
 
@@ -236,7 +237,7 @@ pub fn cleanup_dead_task(bundle: &Path, id: &str) {
             Ok(Ok(true)) => log::info!("removed the job of task {id}"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) | Err(e) => {
-                log::warn!("cannot remove the job of task {id}: {}", error_chain(&e))
+                log::warn!("cannot remove the job of task {id}: {}", Chain(&e))
             }
         }
     }

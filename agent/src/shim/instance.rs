@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::SystemTime;
 
+use hostgate_core::chain::Chain;
+
 use crate::container::{
     Container, ContainerError, ContainerSpec, DirectStdio, LogOptions, RuntimeOptions, Stopper,
 };
@@ -354,7 +356,7 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
                         oom_killed: e.oom_killed,
                     },
                     Err(err) => {
-                        log::warn!("container pid {pid}: {}", crate::sync::error_chain(&err));
+                        log::warn!("container pid {pid}: {}", Chain(&err));
                         Exit {
                             status: 255,
                             at: SystemTime::now(),

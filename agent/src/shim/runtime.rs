@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use hostgate_core::chain::Chain;
+
 use super::gate::{Admission, Gate, GateRefusal};
 use super::instance::{ExitHook, Instance, JobInstance, Placeholder, rootfs_dir};
 use super::request::RuntimeRequest;
@@ -12,7 +14,6 @@ use super::rootfs;
 use super::service::{CreateRequest, Runtime, ServiceError, TaskLabel};
 use crate::container::{ContainerSpec, RuntimeOptions, default_base_env};
 use crate::job::{JobError, JobManager};
-use crate::sync::error_chain;
 
 /// Makes the job manager when the first container is created (the sandbox needs none).
 pub type ManagerFactory<M> = Box<dyn Fn() -> Result<M, JobError> + Send + Sync>;
@@ -67,7 +68,7 @@ impl<M: JobManager + 'static> NodeRuntime<M> {
 }
 
 fn refused(what: String, source: GateRefusal) -> ServiceError {
-    let reason = error_chain(&source);
+    let reason = Chain(&source).to_string();
     log::warn!("refused {what}: {reason}");
     ServiceError::Refused {
         what,

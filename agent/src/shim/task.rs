@@ -19,6 +19,7 @@ use containerd_shim::protos::ttrpc::{self, Code, TtrpcContext, get_status};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as TaskStatus};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Context, TtrpcResult};
+use hostgate_core::chain::Chain;
 
 use super::instance::StdioPaths;
 use super::rootfs::RootfsMount;
@@ -104,7 +105,7 @@ fn status_error(e: &ServiceError) -> ttrpc::Error {
         ServiceError::Unimplemented(_) => Code::UNIMPLEMENTED,
         ServiceError::Internal { .. } => Code::INTERNAL,
     };
-    ttrpc::Error::RpcStatus(get_status(code, crate::sync::error_chain(e)))
+    ttrpc::Error::RpcStatus(get_status(code, Chain(e).to_string()))
 }
 
 pub(crate) fn timestamp(t: SystemTime) -> MessageField<Timestamp> {

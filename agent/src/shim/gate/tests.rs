@@ -176,16 +176,7 @@ fn admitted(f: &Fixture, req: &RuntimeRequest) -> Admitted {
 
 fn refused(f: &Fixture, req: &RuntimeRequest) -> String {
     match f.gate.admit(req) {
-        Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        Err(e) => hostgate_core::chain::Chain(&e).to_string(),
         Ok(a) => panic!("expected a refusal, got {a:?}"),
     }
 }
