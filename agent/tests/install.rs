@@ -13,7 +13,6 @@
 mod shim_common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use hostgate_node_harness::{ContainerState, Prereq, skip_unless};
@@ -233,5 +232,77 @@ fn bad_configurations_and_binaries_are_refused_untouched() {
         "version = 2\n",
         "restored"
     );
-    let _ = Path::new(SHIM);
+    assert!(
+        !shim_dir.join("containerd-shim-hostgate-v1").exists(),
+        "a refused install places no shim"
+    );
+    // Delegate mode on containerd 2.x: later containers of a pod would reach the platform's shim
+    // without passing the gate.
+    fs::write(&config, "version = 3\n").expect("write");
+    let (code, _, err) = install(&["--shim-binary", SHIM, "--delegate"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--delegate needs containerd 1.6/1.7"), "{err}");
+    assert_eq!(fs::read_to_string(&config).expect("read"), "version = 3\n");
+    assert!(!dir.path().join("conf.d").exists(), "no drop-in written");
+    assert!(
+        !dir.path().join("shim.yaml").exists(),
+        "no delegate setting written"
+    );
+}
+
+/// The backup `uninstall` restores is the file as it was before the latest install, with its
+/// permissions: an admin who rewrote the configuration (dropping the handler) between two
+/// installs gets the rewrite back, not the first original.
+#[test]
+fn uninstall_restores_the_file_as_it_was_before_the_latest_install() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let shim_dir = dir.path().join("bin");
+    fs::create_dir(&shim_dir).expect("mkdir");
+    // A containerd whose `config dump` shows the handler: the file's content is what is tested.
+    let containerd = dir.path().join("containerd");
+    fs::write(
+        &containerd,
+        "#!/bin/sh\necho 'runtime_type = \"io.containerd.hostgate.v1\"'\n",
+    )
+    .expect("write");
+    fs::set_permissions(&containerd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = |action: &str| {
+        let (code, _, err) = agent(&[
+            action,
+            "--containerd-config",
+            config.to_str().expect("utf-8"),
+            "--shim-dir",
+            shim_dir.to_str().expect("utf-8"),
+            "--shim-binary",
+            SHIM,
+            "--node-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--containerd",
+            containerd.to_str().expect("utf-8"),
+            "--restart",
+            "none",
+        ]);
+        assert_eq!(code, 0, "{action}: {err}");
+    };
+    let first = "version = 2\n# the admin's first file: registry credentials below\n";
+    fs::write(&config, first).expect("write");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod");
+    run("install");
+    let backup = dir.path().join("config.toml.hostgate-backup");
+    assert_eq!(fs::read_to_string(&backup).expect("backup"), first);
+    let mode = fs::metadata(&backup).expect("backup").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup is as private as the file");
+
+    let rewritten = "version = 2\n# the admin's rewrite, without the handler\n";
+    fs::write(&config, rewritten).expect("write");
+    run("install");
+    assert!(
+        fs::read_to_string(&config)
+            .expect("read")
+            .contains("hostgate")
+    );
+    run("uninstall");
+    assert_eq!(fs::read_to_string(&config).expect("read"), rewritten);
 }

@@ -104,15 +104,22 @@ impl Snapshot {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`,
+/// keeping `path`'s permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_like(path, bytes, path)
+}
+
+/// [`write_atomic`] with the permissions of `like` (when it exists): a backup of a file that
+/// holds registry credentials must be as private as the file.
+pub fn write_atomic_like(path: &Path, bytes: &[u8], like: &Path) -> Result<(), FileError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let tmp = temp_beside(path);
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        if let Ok(m) = fs::metadata(path) {
+        if let Ok(m) = fs::metadata(like) {
             f.set_permissions(m.permissions())?;
         }
         f.sync_all()?;

@@ -1,7 +1,7 @@
 //! The node label that says "the `hostgate` handler is installed and containerd answers":
 //! the RuntimeClass's `scheduling.nodeSelector` names it, so HostProcess pods routed to the
 //! handler land only where it exists. Set with one JSON merge patch of the Node through the
-//! apiserver, with the agent pod's service account (the chart's RBAC allows `get` and `patch`
+//! apiserver, with the agent pod's service account (the chart's RBAC allows only `patch`
 //! on `nodes`; Kubernetes cannot limit that to the pod's own node).
 
 use std::path::{Path, PathBuf};

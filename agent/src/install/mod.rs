@@ -160,10 +160,17 @@ pub fn install(opts: &Options) -> Result<Report, InstallError> {
     let main = Snapshot::read(&opts.config)?;
     let main_text = main.text().unwrap_or_default();
     let drop_in = Snapshot::read(&config::drop_in_path(&opts.config))?;
+    let version = match opts.version {
+        Some(v) => v,
+        None => config::detect_version(&main_text, &opts.config)?,
+    };
+    if opts.delegate && version == Version::V3 {
+        return Err(InstallError::DelegateNeedsV2);
+    }
     let edit = config::plan_install(
         &main_text,
         &opts.config,
-        opts.version,
+        Some(version),
         drop_in.text().as_deref(),
     )?;
     if !edit.is_empty() {
@@ -209,18 +216,21 @@ pub fn install(opts: &Options) -> Result<Report, InstallError> {
         return Ok(report);
     }
 
-    if binary_changes {
-        match files::place_binary(&binary, &target)? {
-            Placed::Installed { previous: Some(p) } => {
-                report.say(format!("kept the previous shim as {}", p.display()));
-            }
-            Placed::Installed { previous: None } | Placed::Unchanged => {}
+    // Binary and settings go in only once the configuration is known to load, so a refused
+    // install changes nothing.
+    let place = |report: &mut Report| -> Result<(), InstallError> {
+        if binary_changes
+            && let Placed::Installed { previous: Some(p) } = files::place_binary(&binary, &target)?
+        {
+            report.say(format!("kept the previous shim as {}", p.display()));
         }
-    }
-    if let Some(new) = &settings_edit {
-        settings.replace(Some(new.as_bytes()))?;
-    }
+        if let Some(new) = &settings_edit {
+            settings.replace(Some(new.as_bytes()))?;
+        }
+        Ok(())
+    };
     if edit.is_empty() {
+        place(&mut report)?;
         if report.changed && opts.restart != RestartMode::None {
             // Only the binary or the settings changed: running shims keep theirs, new pods get
             // the new ones; containerd needs no restart.
@@ -230,43 +240,47 @@ pub fn install(opts: &Options) -> Result<Report, InstallError> {
         return Ok(report);
     }
 
-    // The configuration: back up the admin's original once, write, record what was written.
+    // The configuration. The file as it is before each edit is the backup `uninstall` restores
+    // (an edit is planned only when the file lacks the handler, so the backup never has it), and
+    // the digest of what was written tells `uninstall` whether the file is still ours.
+    let undo = Undo {
+        main: main.clone(),
+        drop_in: drop_in.clone(),
+    };
     let backup = files::backup_path(&opts.config);
-    if !backup.exists()
+    if edit.main.is_some()
         && let Some(bytes) = &main.bytes
     {
-        files::write_atomic(&backup, bytes)?;
+        files::write_atomic_like(&backup, bytes, &opts.config)?;
         report.say(format!(
             "backed up {} as {}",
             opts.config.display(),
             backup.display()
         ));
     }
-    let undo = Undo {
-        main: main.clone(),
-        drop_in: drop_in.clone(),
-    };
-    if let Some((_, Some(text))) = &edit.drop_in {
-        drop_in.replace(Some(text.as_bytes()))?;
-    }
-    if let Some(new) = &edit.main {
-        if let Err(e) = main.replace(Some(new.as_bytes())) {
-            undo.restore_drop_in();
-            return Err(e.into());
+    let written = (|| -> Result<(), InstallError> {
+        if let Some((_, Some(text))) = &edit.drop_in {
+            drop_in.replace(Some(text.as_bytes()))?;
         }
-        files::write_atomic(
-            &files::installed_path(&opts.config),
-            files::digest(new.as_bytes()).as_bytes(),
-        )?;
+        if let Some(new) = &edit.main {
+            main.replace(Some(new.as_bytes()))?;
+            files::write_atomic_like(
+                &files::installed_path(&opts.config),
+                files::digest(new.as_bytes()).as_bytes(),
+                &opts.config,
+            )?;
+        }
+        restart::validate(opts.containerd.as_deref(), &opts.config)
+            .map_err(InstallError::Rejected)?;
+        place(&mut report)
+    })();
+    if let Err(e) = written {
+        undo.restore();
+        return Err(e);
     }
     report.say(format!(
         "registered the `{HANDLER}` handler ({RUNTIME_TYPE})"
     ));
-
-    if let Err(why) = restart::validate(opts.containerd.as_deref(), &opts.config) {
-        undo.restore();
-        return Err(InstallError::Rejected(why));
-    }
     match opts.restart {
         RestartMode::None => report.say("containerd was not restarted (--restart none): the handler is used after its next restart"),
         mode => {
@@ -289,16 +303,11 @@ struct Undo {
 }
 
 impl Undo {
-    fn restore_drop_in(&self) {
-        if let Err(e) = restore_file(&self.drop_in) {
-            log::warn!("cannot restore {}: {e}", self.drop_in.path.display());
-        }
-    }
-
     fn restore(&self) {
-        self.restore_drop_in();
-        if let Err(e) = restore_file(&self.main) {
-            log::warn!("cannot restore {}: {e}", self.main.path.display());
+        for snap in [&self.drop_in, &self.main] {
+            if let Err(e) = restore_file(snap) {
+                log::warn!("cannot restore {}: {e}", snap.path.display());
+            }
         }
     }
 }
