@@ -283,8 +283,13 @@ fn fifty_pods_leave_no_process_cgroup_mount_socket_or_bundle() {
     skip_unless!(Prereq::RUNC);
     let node = Node::start(POLICY);
     let pod = node.approve(&pod_yaml("cycle", "[sh, -c, 'echo hi']", ""));
+    let mut sockets = Vec::new();
     for _ in 0..50 {
         let run = node.run(&pod);
+        // The pod's shim serves on the socket containerd derives from the sandbox id.
+        let socket = node.containerd.shim_socket_for("k8s.io", &run.pod.id);
+        assert!(socket.exists(), "no shim socket at {}", socket.display());
+        sockets.push(socket);
         node.cri
             .wait_container_exited(&run.containers[0], DEADLINE)
             .expect("exits");
@@ -312,14 +317,8 @@ fn fifty_pods_leave_no_process_cgroup_mount_socket_or_bundle() {
             .any(|l| l.contains(&dir) && l.contains("rootfs")),
         "root file systems left mounted"
     );
-    let sockets: Vec<_> = node
-        .containerd
-        .shim_sockets()
-        .iter()
-        .filter(|s| s.exists())
-        .cloned()
-        .collect();
-    assert!(sockets.is_empty(), "shim sockets left: {sockets:?}");
+    let left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
+    assert!(left.is_empty(), "shim sockets left: {left:?}");
 }
 
 #[test]

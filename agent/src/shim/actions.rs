@@ -29,6 +29,8 @@ const QUIET_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_millis(
 pub struct HostgateShim {
     namespace: String,
     id: String,
+    /// The socket this shim serves on (`unix://…`; empty for the `start` and `delete` actions).
+    socket: String,
     exit: Arc<ExitSignal>,
 }
 
@@ -96,6 +98,7 @@ impl Shim for HostgateShim {
         Self {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
+            socket: args.socket.clone(),
             exit: Arc::new(ExitSignal::default()),
         }
     }
@@ -167,6 +170,15 @@ impl Shim for HostgateShim {
 
     fn wait(&mut self) {
         self.exit.wait();
+        // The crate removes the socket named in the bundle's `address` file, but containerd has
+        // usually deleted the bundle by now: remove the socket this process was started with.
+        #[cfg(unix)]
+        if let Some(path) = self.socket.strip_prefix("unix://")
+            && let Err(e) = fs::remove_file(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("cannot remove the shim socket {path}: {e}");
+        }
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
