@@ -123,7 +123,7 @@ fn install_registers_a_handler_containerd_serves_and_uninstall_restores_the_file
     );
     node.teardown(&run_pod);
     let unsigned = node.unsigned(&pod_yaml("not-approved", "[sh, -c, 'echo no']", ""));
-    let (err, _) = node.start_refused(&unsigned);
+    let err = node.start_refused(&unsigned, |_| {});
     assert!(err.contains("hostgate refused"), "{err}");
 
     // Uninstall restores the file byte for byte and removes the shim.

@@ -418,6 +418,17 @@ fn a_running_pod_survives_a_containerd_restart_and_a_killed_shim_is_cleaned_up()
     let run = node.run(&pod);
     let id = run.containers[0].clone();
     node.wait_ready(&id);
+    // What the checks below (and `assert_clean`) expect to disappear is there to begin with.
+    assert!(
+        !job_dirs(&node.cgroup_parent).is_empty(),
+        "the running container's job is where assert_clean looks"
+    );
+    assert!(
+        fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .contains(&id),
+        "the running container's root file system is mounted under its id"
+    );
     let shims = node.shims_of(&run.pod.id);
     assert_eq!(shims.len(), 1, "{shims:?}");
     let pid = i32::try_from(shims[0]).expect("pid");
@@ -521,18 +532,30 @@ fn delegate_mode_runs_approved_containers_under_runc_and_refuses_before_it() {
         node.shims_of(&run.pod.id).is_empty(),
         "no hostgate shim serves a delegated pod"
     );
+    // The delegate runs containerd-shim-runc-v2 without the harness's runc options, so runc
+    // keeps its state in the shim's default root.
+    let runc_knows = |id: &str| {
+        std::process::Command::new("runc")
+            .args(["--root", "/run/containerd/runc/k8s.io", "state", id])
+            .output()
+            .expect("runc")
+            .status
+            .success()
+    };
     node.teardown(&run);
+    let running = node.run(&node.approve(&pod_yaml("delegated-running", LONG_RUNNING, "")));
+    assert!(
+        runc_knows(&running.containers[0]),
+        "runc's state of a running delegated container is where the refusal below looks"
+    );
+    node.teardown(&running);
 
     let unsigned = node.unsigned(&pod_yaml("delegate-refused", "[sh, -c, 'echo no']", ""));
-    let (err, id) = node.start_refused(&unsigned);
+    let err = node.start_refused(&unsigned, |id| {
+        assert!(!runc_knows(id), "runc knows the refused container");
+    });
     assert!(err.contains("hostgate refused"), "{err}");
     assert!(err.contains("not signed"), "{err}");
-    // runc never heard of the refused container.
-    let runc = std::process::Command::new("runc")
-        .args(["--root", "/run/containerd/runc/k8s.io", "state", &id])
-        .output()
-        .expect("runc");
-    assert!(!runc.status.success(), "runc knows the refused container");
 }
 
 /// `kubectl debug` on a running HostProcess pod: the kubelet creates one more container in the

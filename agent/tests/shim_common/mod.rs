@@ -317,9 +317,10 @@ impl Node {
         }
     }
 
-    /// Creates `pod`'s sandbox and first container, expects `StartContainer` to fail, removes
-    /// both, and returns the error's text and the container's id.
-    pub fn start_refused(&self, pod: &Pod) -> (String, String) {
+    /// Creates `pod`'s sandbox and first container, expects `StartContainer` to fail, lets
+    /// `inspect` look at the refused container (by id) while it still exists, removes both, and
+    /// returns the error's text.
+    pub fn start_refused(&self, pod: &Pod, inspect: impl FnOnce(&str)) -> String {
         let sandbox = self
             .cri
             .run_pod_sandbox(&self.pod_spec(pod))
@@ -333,6 +334,7 @@ impl Node {
             .start_container(&id)
             .expect_err("StartContainer must fail")
             .to_string();
+        inspect(&id);
         self.cri.remove_container(&id).expect("RemoveContainer");
         self.cri
             .stop_pod_sandbox(&sandbox.id)
@@ -340,7 +342,7 @@ impl Node {
         self.cri
             .remove_pod_sandbox(&sandbox.id)
             .expect("RemovePodSandbox");
-        (err, id)
+        err
     }
 
     /// Stops and removes everything of `run`.
