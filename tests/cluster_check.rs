@@ -426,14 +426,10 @@ fn the_binary_checks_a_cluster_with_the_usual_outputs_and_exit_codes() {
     // Cluster policies need --cluster.
     let out = assert_cmd::Command::cargo_bin("hostgate")
         .expect("binary")
-        .args([
-            "check",
-            "--policy-source",
-            "cluster",
-            "--no-policies",
-            "x.yaml",
-        ])
+        .args(["check", "--policy-source", "cluster", "x.yaml"])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("add --cluster"), "{err}");
 }

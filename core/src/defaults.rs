@@ -100,6 +100,9 @@ pub struct Change {
     pub path: String,
     /// What was done.
     pub description: String,
+    /// The field was there and was corrected (not filled in).
+    #[serde(skip)]
+    pub corrected: bool,
 }
 
 /// The outcome of defaulting a workload.
@@ -239,6 +242,7 @@ fn runtime_class(spec: &mut PodSpec, path: SpecPath, class: &str, changes: &mut 
         description: format!(
             "set to {class:?}: the RuntimeClass whose handler checks approved pods again on the node"
         ),
+        corrected: false,
     });
 }
 
@@ -286,6 +290,7 @@ fn pod_host_process(spec: &mut PodSpec, path: SpecPath, changes: &mut Vec<Change
         changes.push(Change {
             path: path.field("securityContext.windowsOptions.hostProcess"),
             description: "set to true, as every container sets it".to_owned(),
+            corrected: false,
         });
     }
 }
@@ -308,6 +313,7 @@ fn run_as_user_name(
         changes.push(Change {
             path: path.field(user_path),
             description: format!("domain spelled {NT_AUTHORITY:?}"),
+            corrected: true,
         });
     }
     let lists: [(&str, &mut Vec<Container>); 2] = [
@@ -329,6 +335,7 @@ fn run_as_user_name(
                 changes.push(Change {
                     path: format!("{}.{list}[{i}].{user_path}", path.0),
                     description: format!("domain spelled {NT_AUTHORITY:?}"),
+                    corrected: true,
                 });
             }
         }
@@ -350,6 +357,7 @@ fn run_as_user_name(
             description: format!(
                 "set to {user:?}: containers without one would run as the image's default user"
             ),
+            corrected: false,
         });
         pod_windows_options(spec).run_as_user_name = Some(user);
     }
@@ -376,6 +384,7 @@ fn node_selector(spec: &mut PodSpec, path: SpecPath, changes: &mut Vec<Change>) 
             path: format!("{}.nodeSelector[{OS_LABEL}]", path.0),
             description: "set to \"windows\": HostProcess containers only run on Windows nodes"
                 .to_owned(),
+            corrected: false,
         });
     }
 }
@@ -424,6 +433,7 @@ fn limits(
                 changes.push(Change {
                     path: format!("{}.{list}[{i}].resources.limits.{resource}", path.0),
                     description: format!("set to {} (policy default)", value.0),
+                    corrected: false,
                 });
             }
             if resources == &ResourceRequirements::default() {

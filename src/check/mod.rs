@@ -312,9 +312,8 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
                 );
                 defaulted = d.changes;
                 let mut decision = d.decision;
-                if !defaulted.is_empty() && decision.findings().next().is_some() {
-                    let as_written = engine::evaluate(&opts.policies, &pod, &ctx);
-                    as_written_findings(&mut decision, &as_written, &defaulted);
+                if !defaulted.is_empty() {
+                    as_written_findings(&mut decision, &pod, &defaulted);
                 }
                 decision
             } else {
@@ -352,15 +351,15 @@ pub fn judge(w: &Workload, source: SourceRef, opts: &CheckOptions) -> ObjectResu
 /// defaulting filled in says so. The verdict stays the defaulted object's, as in the cluster.
 fn as_written_findings(
     decision: &mut crate::decision::Decision,
-    as_written: &crate::decision::Decision,
+    as_written: &hostgate_core::pod::PodView<'_>,
     defaulted: &[crate::defaults::Change],
 ) {
-    let psa = |d: &crate::decision::Decision| {
-        d.findings()
-            .find(|f| f.rule == ids::PSA_HOST_PROCESS)
-            .cloned()
-    };
-    let written_psa = psa(as_written);
+    let mut written_psa = None;
+    if decision.findings().any(|f| f.rule == ids::PSA_HOST_PROCESS) {
+        let mut found = Vec::new();
+        hostgate_core::rules::baseline::check(as_written, &mut found);
+        written_psa = found.into_iter().next();
+    }
     for list in [
         &mut decision.denials,
         &mut decision.warnings,
@@ -373,7 +372,7 @@ fn as_written_findings(
                     f.message.clone_from(&w.message);
                     f.containers.clone_from(&w.containers);
                 }
-            } else if defaulted.iter().any(|c| c.path == f.path) {
+            } else if defaulted.iter().any(|c| !c.corrected && c.path == f.path) {
                 f.message
                     .push_str(" (this field is not in the file: defaulting would set it)");
             }
@@ -446,6 +445,33 @@ spec:
         assert_eq!(r.results[0].verdict, Verdict::Denied);
         assert_eq!(r.results[0].decision.denials[0].rule, "HG-USER-01");
         assert!(r.results[0].defaulted.is_empty());
+    }
+
+    #[test]
+    fn a_corrected_field_is_not_said_to_be_missing_from_the_file() {
+        let mut o = opts();
+        o.namespace_labels
+            .insert("agents", "hostgate.io/agents", "allowed");
+        // Defaulting corrects the domain's spelling; the account is still not allowed.
+        let pod = hp_pod("a", Some("agents"), "registry.example/x").replace(
+            "runAsUserName: NT AUTHORITY\\Local service",
+            "runAsUserName: nt authority\\system",
+        );
+        let r = run(&pod, &o);
+        let result = &r.results[0];
+        assert_eq!(result.verdict, Verdict::Denied, "{result:?}");
+        assert_eq!(
+            result.defaulted[0].description,
+            "domain spelled \"NT AUTHORITY\""
+        );
+        let denial = &result.decision.denials[0];
+        assert_eq!(denial.rule, "HG-USER-02");
+        assert_eq!(denial.path, result.defaulted[0].path);
+        assert!(
+            !denial.message.contains("not in the file"),
+            "{}",
+            denial.message
+        );
     }
 
     #[test]

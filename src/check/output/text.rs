@@ -72,17 +72,15 @@ pub fn write(w: &mut dyn Write, report: &Report, opts: &OutputOptions) -> io::Re
                 writeln!(w, "  {}{label}{} {f}", p.start(color), p.end())?;
             }
         }
-        if r.verdict != Verdict::Allowed || !opts.quiet {
-            for c in &r.defaulted {
-                writeln!(
-                    w,
-                    "  {}would be defaulted{}: {}: {}",
-                    p.start(DIM),
-                    p.end(),
-                    c.path,
-                    c.description
-                )?;
-            }
+        for c in &r.defaulted {
+            writeln!(
+                w,
+                "  {}would be defaulted{}: {}: {}",
+                p.start(DIM),
+                p.end(),
+                c.path,
+                c.description
+            )?;
         }
     }
     if opts.verbose {
