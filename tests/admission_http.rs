@@ -801,3 +801,30 @@ async fn ephemeral_containers_are_refused_unless_a_policy_allows_them() {
         }
     }
 }
+
+/// An answer that cannot be sent (here: a 70 KB uid, echoed back, takes the answer over its
+/// 64 KiB bound) is a 500 with a generic message, and the metrics count it as an error rather
+/// than as the verdict nobody received.
+#[tokio::test]
+async fn an_answer_that_cannot_be_encoded_is_a_500_counted_as_an_error() {
+    let (state, _dir) = state(false);
+    let mut review = fixture("pod-create-hostprocess-valid.validating.json");
+    review["request"]["uid"] = Value::String("u".repeat(70 * 1024));
+    let (status, body) = post(&state, "/validate", review.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not answer this review")),
+        "{body}"
+    );
+    let text = state.metrics.encode();
+    assert!(
+        text.contains("decision=\"error\"} 1"),
+        "not counted as an error:\n{text}"
+    );
+    assert!(
+        !text.contains("decision=\"denied\"") && !text.contains("decision=\"allowed\""),
+        "counted with a verdict:\n{text}"
+    );
+}

@@ -229,7 +229,7 @@ async fn review(
             }
         };
         match state.review(endpoint, &body) {
-            Ok(outcome) => {
+            Ok((outcome, json)) => {
                 // The request chooses these strings: each is cut, so the line stays bounded.
                 let span = tracing::Span::current();
                 span.record("uid", capped_field(&outcome.uid).as_ref());
@@ -252,15 +252,12 @@ async fn review(
                     }
                     _ => tracing::debug!(mutated = outcome.mutated, "review"),
                 }
-                match outcome.to_json() {
-                    Ok(json) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, "application/json")],
-                        json,
-                    )
-                        .into_response(),
-                    Err(e) => internal(&outcome.uid, &e),
-                }
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+                    .into_response()
             }
             Err(ReviewError::Malformed(e)) => {
                 let text = e.to_string();
@@ -280,7 +277,7 @@ async fn review(
 
 /// 500 with a generic message; the detail goes to the log with the review's uid.
 fn internal(uid: &str, error: &dyn std::error::Error) -> Response {
-    tracing::error!(uid, error = %crate::telemetry::Chain(error), "internal error answering a review");
+    tracing::error!(uid = capped_field(uid).as_ref(), error = %crate::telemetry::Chain(error), "internal error answering a review");
     json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "hostgate could not answer this review; the details are in its log",

@@ -269,8 +269,13 @@ impl AppState {
             && !self.is_shutting_down()
     }
 
-    /// Reviews one body and records metrics.
-    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, ReviewError> {
+    /// Reviews one body, encodes the answer and records metrics (a review whose answer cannot
+    /// be encoded counts as an error, not as its verdict).
+    pub fn review(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<(Outcome, Vec<u8>), ReviewError> {
         let start = Instant::now();
         let Some(policies) = self.policies() else {
             self.metrics
@@ -287,10 +292,20 @@ impl AppState {
             runtime_class: self.runtime_class.as_deref(),
             options: self.options,
         };
-        match reviewer.review(endpoint, body) {
-            Ok(outcome) => {
+        let answered =
+            reviewer
+                .review(endpoint, body)
+                .and_then(|outcome| match outcome.to_json() {
+                    Ok(json) => Ok((outcome, json)),
+                    Err(source) => Err(ReviewFailure::Internal {
+                        uid: outcome.uid,
+                        source,
+                    }),
+                });
+        match answered {
+            Ok((outcome, json)) => {
                 self.metrics.record(endpoint, &outcome, start.elapsed());
-                Ok(outcome)
+                Ok((outcome, json))
             }
             Err(e) => {
                 let decision = match e {
