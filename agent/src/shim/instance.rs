@@ -241,6 +241,8 @@ enum JobState<J: crate::job::Job> {
         stopper: Stopper<J>,
     },
     Exited(Exit),
+    /// `start` is laying out and spawning the container: `kill` and `delete` wait for it.
+    Starting,
     /// Deleted before it was started.
     Discarded,
 }
@@ -291,6 +293,24 @@ impl<M: JobManager + 'static> JobInstance<M> {
     fn finished(&self, exit: Exit, pid: u32) {
         finish(&self.state, &self.on_exit, exit, pid);
     }
+
+    /// Ends a start: the state it leads to, and whoever waits in [`Self::settled`] goes on.
+    fn settle(&self, to: JobState<M::Job>) {
+        *lock(&self.state.0) = to;
+        self.state.1.notify_all();
+    }
+
+    /// The state once no start is in progress: a `Kill` or `Delete` that arrives while the
+    /// container is being laid out and spawned acts on what the start led to (the running
+    /// container, or the created one after a failed start), never on a half-started one.
+    fn settled(&self) -> MutexGuard<'_, JobState<M::Job>> {
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        while matches!(*st, JobState::Starting) {
+            st = cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st
+    }
 }
 
 fn finish<J: crate::job::Job>(
@@ -308,11 +328,13 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
     fn start(&self) -> Result<u32, InstanceError> {
         let spec = {
             let mut st = lock(&self.state.0);
-            match std::mem::replace(&mut *st, JobState::Discarded) {
+            match std::mem::replace(&mut *st, JobState::Starting) {
                 JobState::Created(spec) => spec,
                 other => {
                     let err = match &other {
-                        JobState::Running { .. } => InstanceError::AlreadyStarted,
+                        JobState::Running { .. } | JobState::Starting => {
+                            InstanceError::AlreadyStarted
+                        }
                         _ => InstanceError::Exited,
                     };
                     *st = other;
@@ -323,7 +345,7 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
         let stdio = match self.stdio.open() {
             Ok(stdio) => stdio,
             Err(e) => {
-                *lock(&self.state.0) = JobState::Created(spec);
+                self.settle(JobState::Created(spec));
                 return Err(e);
             }
         };
@@ -335,15 +357,15 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
             match Container::start(self.manager.as_ref(), *spec.clone(), &self.options, logs) {
                 Ok(c) => c,
                 Err(e) => {
-                    *lock(&self.state.0) = JobState::Created(spec);
+                    self.settle(JobState::Created(spec));
                     return Err(InstanceError::Container(e));
                 }
             };
         let pid = container.pid();
-        *lock(&self.state.0) = JobState::Running {
+        self.settle(JobState::Running {
             pid,
             stopper: container.stopper(),
-        };
+        });
         let state = Arc::clone(&self.state);
         let on_exit = Arc::clone(&self.on_exit);
         let waiter = thread::Builder::new()
@@ -389,8 +411,10 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
     }
 
     fn kill(&self, signal: u32, all: bool) -> Result<(), InstanceError> {
-        let st = lock(&self.state.0);
+        let st = self.settled();
         match &*st {
+            // settled() waits while a start is in progress.
+            JobState::Starting => Err(InstanceError::NotStarted),
             JobState::Created(_) | JobState::Discarded => {
                 drop(st);
                 // Nothing runs yet: the task ends without ever starting.
@@ -443,9 +467,12 @@ impl<M: JobManager + 'static> Instance for JobInstance<M> {
 
     fn delete(&self) -> Result<Option<Exit>, InstanceError> {
         let exit = {
-            let mut st = lock(&self.state.0);
+            let mut st = self.settled();
             match &*st {
-                JobState::Running { .. } => return Err(InstanceError::Running),
+                // settled() waits while a start is in progress.
+                JobState::Running { .. } | JobState::Starting => {
+                    return Err(InstanceError::Running);
+                }
                 JobState::Exited(exit) => Some(*exit),
                 JobState::Created(_) | JobState::Discarded => {
                     *st = JobState::Discarded;
@@ -548,6 +575,41 @@ mod tests {
         assert_eq!(exits.load(Ordering::SeqCst), 137);
         assert!(matches!(p.kill(SIGTERM, false), Err(InstanceError::Exited)));
         assert_eq!(p.delete().expect("delete").map(|e| e.status), Some(137));
+    }
+
+    /// A `Kill` that arrives while `start` lays out and spawns the container acts on what the
+    /// start led to, not on the half-started task (which it used to end, with an exit event
+    /// for a container that then ran on).
+    #[cfg(feature = "fake-jobs")]
+    #[test]
+    fn a_kill_during_a_start_waits_for_the_start_to_settle() {
+        use crate::job::fake::FakeJobManager;
+        let exits = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&exits);
+        let instance = Arc::new(JobInstance::new(
+            Arc::new(FakeJobManager::new()),
+            ContainerSpec::default(),
+            RuntimeOptions::new("/nonexistent"),
+            StdioPaths::default(),
+            None,
+            Arc::new(move |_, e: &Exit| seen.store(e.status, Ordering::SeqCst)),
+        ));
+        // What `start` does first.
+        let spec = match std::mem::replace(&mut *lock(&instance.state.0), JobState::Starting) {
+            JobState::Created(spec) => spec,
+            _ => panic!("a new instance is created"),
+        };
+        let killer = {
+            let instance = Arc::clone(&instance);
+            thread::spawn(move || instance.kill(SIGKILL, true))
+        };
+        thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(exits.load(Ordering::SeqCst), 0, "the kill did not wait");
+        // The start fails and leaves the task created: the kill now ends it.
+        instance.settle(JobState::Created(spec));
+        killer.join().expect("killer").expect("kill");
+        assert_eq!(exits.load(Ordering::SeqCst), 137);
+        assert_eq!(instance.wait().status, 137);
     }
 
     #[test]

@@ -68,13 +68,8 @@ impl<M: JobManager + 'static> NodeRuntime<M> {
 }
 
 fn refused(what: String, source: GateRefusal) -> ServiceError {
-    let reason = Chain(&source).to_string();
-    log::warn!("refused {what}: {reason}");
-    ServiceError::Refused {
-        what,
-        reason,
-        source,
-    }
+    log::warn!("refused {what}: {}", Chain(&source));
+    ServiceError::Refused { what, source }
 }
 
 impl<M: JobManager + 'static> Runtime for NodeRuntime<M> {

@@ -113,13 +113,11 @@ pub enum ServiceError {
     #[error("task {0} already exists")]
     AlreadyExists(String),
     /// The gate refused the container.
-    #[error("hostgate refused {what}: {reason}")]
+    #[error("hostgate refused {what}")]
     Refused {
         /// Pod and container.
         what: String,
-        /// The refusal, with its causes.
-        reason: String,
-        /// The refusal itself.
+        /// The refusal, with its causes (printed by [`Chain`](hostgate_core::chain::Chain)).
         #[source]
         source: GateRefusal,
     },
@@ -441,7 +439,6 @@ mod tests {
             if req.id == "refused" {
                 return Err(ServiceError::Refused {
                     what: "pod ns/p container \"c\"".into(),
-                    reason: "unsigned".into(),
                     source: GateRefusal::NotFromCri,
                 });
             }
@@ -474,10 +471,15 @@ mod tests {
             svc.create(request("s")),
             Err(ServiceError::AlreadyExists(_))
         ));
-        assert!(matches!(
-            svc.create(request("refused")),
-            Err(ServiceError::Refused { .. })
-        ));
+        let refused = svc.create(request("refused")).expect_err("refused");
+        assert!(matches!(refused, ServiceError::Refused { .. }));
+        // What containerd shows (the status message is the chain): each cause once.
+        let text = hostgate_core::chain::Chain(&refused).to_string();
+        assert!(
+            text.starts_with("hostgate refused pod ns/p container \"c\": not created through CRI"),
+            "{text}"
+        );
+        assert_eq!(text.matches("not created through CRI").count(), 1, "{text}");
         assert_eq!(svc.state("s").expect("state").status, Status::Created);
         svc.start("s").expect("start");
         assert_eq!(svc.state("s").expect("state").status, Status::Running);
