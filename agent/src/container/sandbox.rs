@@ -368,7 +368,11 @@ mod sys {
         if meta.is_dir() {
             std::fs::create_dir(target)?;
         } else {
-            std::fs::File::create(target)?;
+            // Never an existing file: truncating it would change the image under the mount.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(target)?;
         }
         let undo = |err: io::Error| {
             let _ = if meta.is_dir() {
@@ -477,6 +481,30 @@ mod tests {
         assert_eq!(sys::unescape("/tab\\011x\\134y"), "/tab\tx\\y");
         assert_eq!(sys::unescape("/plain"), "/plain");
         assert_eq!(sys::unescape("/short\\04"), "/short\\04");
+    }
+
+    /// An adopted root file system keeps the image's files: a read-only bind onto a file the
+    /// image has is refused before anything is mounted, and the file is left as it was.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_image_file_at_a_read_only_destination_is_refused_untouched() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let src = tmp.path().join("app.conf");
+        fs::write(&src, "from the volume").expect("write");
+        let rootfs = tmp.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("etc")).expect("mkdir");
+        fs::write(rootfs.join("etc/app.conf"), "from the image").expect("write");
+        let mounts = [Mount {
+            source: src,
+            destination: "/etc/app.conf".to_owned(),
+            read_only: true,
+        }];
+        let plans = plan(&mounts, &rootfs, true).expect("plan");
+        assert!(Sandbox::adopt(&rootfs, &plans, true).is_err());
+        assert_eq!(
+            fs::read_to_string(rootfs.join("etc/app.conf")).expect("read"),
+            "from the image"
+        );
     }
 
     #[test]
