@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /validate`, `POST /mutate` | 200 AdmissionReview; 400 malformed review; 413 body too large (at once when its `Content-Length` says so); 415 not JSON; 500 internal error; 503 no policies yet, or no memory for the review within the request timeout |
+//! | `POST /validate`, `POST /mutate` | 200 AdmissionReview; 400 malformed review; 413 body too large (at once when its `Content-Length` says so); 415 not JSON; 500 internal error; 503 no policies yet; 408 not answered within the request timeout (waiting for the concurrency limit or for the review's share of the memory budget counts) |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once policies and TLS are loaded, 503 before and during shutdown |
 //! | `GET /metrics` | Prometheus text |
@@ -209,10 +209,12 @@ async fn review(
         let max = gate.max_body;
         let announced = content_length(&parts.headers).unwrap_or(max).min(max);
         // Held until the answer is encoded: the review's share of the memory budget.
+        // A review waits here for its share; the request timeout (408) bounds the wait. The
+        // budget's semaphore is never closed, so `None` would be a bug, answered 503.
         let Some(_memory) = gate.reserve(announced).await else {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "hostgate cannot take this review now: its review memory budget is in use",
+                "hostgate cannot take reviews: its review memory budget is closed",
             );
         };
         let body = match axum::body::to_bytes(Body::new(body), max).await {
