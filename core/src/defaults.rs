@@ -164,7 +164,10 @@ pub fn default_workload_with(
     let path = view.path;
     let service_account = view.service_account().to_owned();
 
-    // Try each matching policy's defaults; keep the first that leads to admission by it.
+    // Try each matching policy's defaults; keep the first that leads to admission by it. The
+    // decision on the first policy's defaults alone is kept: it is the answer when none admits.
+    let mut first_decision: Option<Decision> = None;
+    let mut first_tried = false;
     for policy in set.admitting() {
         if !policy.matches(ctx.namespace, ctx.namespace_labels, &service_account) {
             continue;
@@ -174,6 +177,7 @@ pub fn default_workload_with(
         };
         let undo = Undo::take(spec);
         let mut changes = apply(spec, path, Some(policy.defaults()));
+        let policy_changes = changes.len();
         if let Some(class) = options.runtime_class {
             runtime_class(spec, path, class, &mut changes);
         }
@@ -188,6 +192,10 @@ pub fn default_workload_with(
                 decision,
             };
         }
+        if !first_tried && changes.len() == policy_changes {
+            first_decision = Some(decision);
+        }
+        first_tried = true;
         if let Some((spec, _)) = workload.pod_spec_mut() {
             undo.restore(spec);
         }
@@ -204,9 +212,11 @@ pub fn default_workload_with(
         Some((spec, _)) => apply(spec, path, first.map(|p| p.defaults())),
         None => Vec::new(),
     };
-    let decision = match workload.pod() {
-        Some(view) => evaluate(set, &view, ctx),
-        None => Decision::default(),
+    // The same object the first policy's try judged, unless the RuntimeClass was part of it.
+    let decision = match (first_decision, workload.pod()) {
+        (Some(decision), _) => decision,
+        (None, Some(view)) => evaluate(set, &view, ctx),
+        (None, None) => Decision::default(),
     };
     Defaulted {
         changes,
@@ -519,6 +529,8 @@ spec:
             ["HG-LIMITS-01"],
             "only the CPU limit defaulting could not add"
         );
+        // The decision kept from the first policy's try is the one on the object as left.
+        assert_eq!(d.decision, evaluate(&set, &w.pod().expect("pod"), &ctx));
         // With no matching policy, only the policy-independent defaults apply.
         let mut w = workload(
             "{apiVersion: v1, kind: Pod, metadata: {name: p, namespace: elsewhere}, spec: {hostNetwork: true, containers: [{name: b, image: x, securityContext: {windowsOptions: {hostProcess: true}}}]}}",
