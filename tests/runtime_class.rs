@@ -280,7 +280,7 @@ fn the_server_state_carries_the_flag_into_reviews() {
         .with_runtime_class(Some(CLASS.to_owned()));
     state.install_policies(policies(false), Default::default());
     let review = review_of("pod-create-hostprocess-valid.mutating.json");
-    let outcome = state
+    let (outcome, _) = state
         .review(
             Endpoint::Mutate,
             &serde_json::to_vec(&review).expect("json"),
