@@ -577,10 +577,17 @@ fn check_resources(
     diffs: &mut Vec<String>,
 ) {
     let cpus = opts.host_logical_processors;
-    let want = match kubelet::oci_resources(&approved.limits, cpus)
-        .map_err(|e| e.to_string())
-        .and_then(|w| JobLimits::from_oci_windows(&w, cpus).map_err(|e| e.to_string()))
-    {
+    // The approved limits converted the way this spec's kubelet converted the runtime's, so
+    // that rounding (a Linux kubelet's minimum CFS quota) is the same on both sides.
+    let want = match runtime {
+        RuntimeResources::Windows(_) => kubelet::oci_resources(&approved.limits, cpus)
+            .map_err(|e| e.to_string())
+            .and_then(|w| JobLimits::from_oci_windows(&w, cpus).map_err(|e| e.to_string())),
+        RuntimeResources::Linux(_) => kubelet::linux_resources(&approved.limits)
+            .map(|l| l.job_limits(cpus))
+            .map_err(|e| e.to_string()),
+    };
+    let want = match want {
         Ok(want) => want,
         Err(e) => return diffs.push(format!("{}: {e}", at("resources"))),
     };
@@ -727,6 +734,46 @@ spec:
     fn workload(yaml: &str) -> Workload {
         let v: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
         Workload::from_value(v).expect("valid").expect("pod")
+    }
+
+    /// A Linux kubelet gives a 5m limit its minimum CFS quota (1 ms per 100 ms, 10m): the
+    /// approved side is converted the same way, so the container is not refused for it.
+    #[test]
+    fn a_small_cpu_limit_compares_as_the_linux_kubelet_rounds_it() {
+        let approved = ApprovedContainer {
+            name: "c".to_owned(),
+            limits: [(
+                "cpu".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("5m".to_owned()),
+            )]
+            .into(),
+            ..ApprovedContainer::default()
+        };
+        let opts = RuntimeCheck::new(NonZeroU32::new(2).expect("2"));
+        let linux = |cpu_quota| {
+            RuntimeResources::Linux(kubelet::LinuxResources {
+                cpu_quota,
+                cpu_period: 100_000,
+                memory_limit_bytes: 0,
+            })
+        };
+        let mut diffs = Vec::new();
+        check_resources(
+            &approved,
+            &linux(1_000),
+            &opts,
+            &|f: &str| f.to_owned(),
+            &mut diffs,
+        );
+        assert_eq!(diffs, Vec::<String>::new());
+        check_resources(
+            &approved,
+            &linux(50_000),
+            &opts,
+            &|f: &str| f.to_owned(),
+            &mut diffs,
+        );
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
     }
 
     fn policies(yaml: &str) -> PolicySet {
