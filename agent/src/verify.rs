@@ -31,6 +31,7 @@ use hostgate_core::policy::{Mode, PolicySet, volume_type};
 use k8s_openapi::api::core::v1::{
     Container, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::job::JobLimits;
@@ -337,6 +338,24 @@ impl RuntimeResources {
             RuntimeResources::Linux(l) => Ok(l.job_limits(host_logical_processors)),
         }
     }
+
+    /// What the kubelet of this spec's platform writes for `limits`: the approved side of a
+    /// comparison goes through the same conversion, and so the same rounding (a Linux kubelet's
+    /// minimum CFS quota), as the runtime's.
+    fn for_limits(
+        &self,
+        limits: &BTreeMap<String, Quantity>,
+        host_logical_processors: NonZeroU32,
+    ) -> Result<RuntimeResources, kubelet::LimitError> {
+        Ok(match self {
+            RuntimeResources::Windows(_) => {
+                RuntimeResources::Windows(kubelet::oci_resources(limits, host_logical_processors)?)
+            }
+            RuntimeResources::Linux(_) => {
+                RuntimeResources::Linux(kubelet::linux_resources(limits)?)
+            }
+        })
+    }
 }
 
 /// One container as a runtime sees it: the OCI spec's process, mounts and resources.
@@ -577,22 +596,12 @@ fn check_resources(
     diffs: &mut Vec<String>,
 ) {
     let cpus = opts.host_logical_processors;
-    // The approved limits converted the way this spec's kubelet converted the runtime's, so
-    // that rounding (a Linux kubelet's minimum CFS quota) is the same on both sides.
-    let want = match runtime {
-        RuntimeResources::Windows(_) => kubelet::oci_resources(&approved.limits, cpus)
-            .map_err(|e| e.to_string())
-            .and_then(|w| JobLimits::from_oci_windows(&w, cpus).map_err(|e| e.to_string())),
-        RuntimeResources::Linux(_) => kubelet::linux_resources(&approved.limits)
-            .map(|l| l.job_limits(cpus))
-            .map_err(|e| e.to_string()),
-    };
-    let want = match want {
-        Ok(want) => want,
-        Err(e) => return diffs.push(format!("{}: {e}", at("resources"))),
-    };
-    let got = match runtime.job_limits(cpus) {
-        Ok(got) => got,
+    let limits = runtime
+        .for_limits(&approved.limits, cpus)
+        .map_err(|e| e.to_string())
+        .and_then(|approved| Ok((approved.job_limits(cpus)?, runtime.job_limits(cpus)?)));
+    let (want, got) = match limits {
+        Ok(limits) => limits,
         Err(e) => return diffs.push(format!("{}: {e}", at("resources"))),
     };
     if let Some(max) = want.memory_bytes
@@ -742,11 +751,7 @@ spec:
     fn a_small_cpu_limit_compares_as_the_linux_kubelet_rounds_it() {
         let approved = ApprovedContainer {
             name: "c".to_owned(),
-            limits: [(
-                "cpu".to_owned(),
-                k8s_openapi::apimachinery::pkg::api::resource::Quantity("5m".to_owned()),
-            )]
-            .into(),
+            limits: [("cpu".to_owned(), Quantity("5m".to_owned()))].into(),
             ..ApprovedContainer::default()
         };
         let opts = RuntimeCheck::new(NonZeroU32::new(2).expect("2"));
